@@ -1,0 +1,38 @@
+"""The vector index: embedded Qdrant engine (default) or a Qdrant server, chosen by settings."""
+
+from __future__ import annotations
+
+from core.index.base import (
+    ImageRecord,
+    IndexLocked,
+    SearchHit,
+    VectorIndex,
+    VectorIndexError,
+    collection_name,
+    image_id,
+)
+from core.settings import Settings
+
+__all__ = [
+    "ImageRecord",
+    "IndexLocked",
+    "SearchHit",
+    "VectorIndex",
+    "VectorIndexError",
+    "collection_name",
+    "image_id",
+    "open_index",
+]
+
+
+def open_index(settings: Settings, model_name: str, dimension: int) -> VectorIndex:
+    """The index for this model: a server collection if ``VAD_QDRANT_URL`` is set, else embedded."""
+    collection = collection_name(model_name, dimension)
+    if settings.qdrant_url:
+        from core.index.server import ServerIndex
+
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ServerIndex(settings.qdrant_url, collection, dimension, api_key=api_key)
+    from core.index.edge import EdgeIndex
+
+    return EdgeIndex(settings.data_dir / "index", collection, dimension)

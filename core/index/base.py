@@ -1,0 +1,126 @@
+"""The vector index interface: one collection per embedding model, every call scoped to a user."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Namespace for point ids: uuid5(NAMESPACE, "user/sha256"), so the same file for the same user
+#: always maps to the same point and ingesting it twice stores nothing new.
+ID_NAMESPACE = uuid.UUID("6f1d7c55-3f0e-4c55-9a53-7b1f0e4c2d11")
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+VECTOR_NAME = "image"
+
+
+class VectorIndexError(RuntimeError):
+    """The vector index could not complete an operation."""
+
+
+class IndexLocked(VectorIndexError):
+    """The embedded index is held by another process; the message names it."""
+
+
+def image_id(user: str, sha256: str) -> str:
+    """The point id of ``user``'s copy of the file with this sha256."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{user}/{sha256}"))
+
+
+def collection_name(model_name: str, dimension: int) -> str:
+    """A collection name carrying the model id, e.g. ``images_vit-b-32_openai_512``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
+    return f"images_{slug}_{dimension}"
+
+
+@dataclass
+class ImageRecord:
+    """One stored image: its point id, payload and (optionally) its vector."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+    @property
+    def user(self) -> str:
+        return self.payload["user"]
+
+
+def record_from(point: Any, with_vectors: bool) -> ImageRecord:
+    """An ImageRecord from a Qdrant record or point (edge and client types look alike)."""
+    vector = None
+    if with_vectors and point.vector:
+        vector = np.asarray(point.vector[VECTOR_NAME], dtype=np.float32)
+    return ImageRecord(id=str(point.id), payload=dict(point.payload or {}), vector=vector)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorIndex(ABC):
+    """A Qdrant collection of image vectors with payloads. All reads are filtered by user."""
+
+    kind: str
+    collection: str
+    dimension: int
+
+    @abstractmethod
+    def upsert(self, records: Sequence[ImageRecord]) -> None:
+        """Insert or replace points (each record must carry a vector and a ``user`` payload)."""
+
+    @abstractmethod
+    def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
+        """The user's records among ``ids`` (others' ids are silently absent)."""
+
+    @abstractmethod
+    def delete(self, user: str, ids: Sequence[str]) -> None:
+        """Delete the user's points among ``ids``."""
+
+    @abstractmethod
+    def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
+        """Merge ``values`` into the payload of the user's points among ``ids``."""
+
+    @abstractmethod
+    def search(
+        self,
+        user: str,
+        vector: np.ndarray,
+        limit: int = 10,
+        min_score: float | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[SearchHit]:
+        """The user's nearest images by cosine similarity, best first."""
+
+    @abstractmethod
+    def scroll(self, user: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[ImageRecord]:
+        """Every record of the user, in pages."""
+
+    @abstractmethod
+    def count(self, user: str | None = None) -> int:
+        """Number of points of ``user`` (all users when None)."""
+
+    @abstractmethod
+    def counts_by_user(self) -> dict[str, int]:
+        """Number of points per user."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the index lives, for status displays."""
+
+    def existing_ids(self, user: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the user already has."""
+        return {record.id for record in self.retrieve(user, ids)} if ids else set()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files and connections."""

@@ -1,0 +1,168 @@
+"""Embedded vector index: Qdrant's engine in-process (qdrant-edge), one shard per model on disk."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FacetRequest,
+    FieldCondition,
+    Filter,
+    HasIdCondition,
+    HnswIndexConfig,
+    MatchValue,
+    PayloadSchemaType,
+    Point,
+    Query,
+    QueryRequest,
+    ScrollRequest,
+    UpdateOperation,
+)
+
+from core.index.base import (
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    VECTOR_NAME,
+    ImageRecord,
+    SearchHit,
+    VectorIndex,
+    VectorIndexError,
+    record_from,
+)
+from core.index.lock import DirectoryLock
+from core.storage.base import check_user
+
+
+def _user_filter(user: str, ids: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> Filter:
+    must: list[Any] = [FieldCondition(key="user", match=MatchValue(check_user(user)))]
+    if ids is not None:
+        must.append(HasIdCondition({str(i) for i in ids}))
+    return Filter(must=must, must_not=[HasIdCondition({str(i) for i in exclude})] if exclude else None)
+
+
+class EdgeIndex(VectorIndex):
+    """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock."""
+
+    kind = "embedded"
+
+    def __init__(self, root: Path, collection: str, dimension: int) -> None:
+        self.collection = collection
+        self.dimension = dimension
+        self.path = Path(root) / collection
+        self._lock = threading.RLock()
+        self._dir_lock = DirectoryLock(Path(root), "embedded vector index")
+        try:
+            self.shard = self._open()
+        except Exception:
+            self._dir_lock.release()
+            raise
+
+    def _open(self) -> EdgeShard:
+        config = EdgeConfig(
+            vectors={VECTOR_NAME: EdgeVectorParams(size=self.dimension, distance=Distance.Cosine)},
+            hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
+        )
+        try:
+            if (self.path / "edge_config.json").exists():
+                return EdgeShard.load(str(self.path), config)  # checks the stored vector size
+            self.path.mkdir(parents=True, exist_ok=True)
+            shard = EdgeShard.create(str(self.path), config)
+            shard.update(UpdateOperation.create_field_index("user", PayloadSchemaType.Keyword))
+            return shard
+        except Exception as exc:
+            raise VectorIndexError(f"could not open the embedded index at {self.path}: {exc}") from exc
+
+    def upsert(self, records: Sequence[ImageRecord]) -> None:
+        if not records:
+            return
+        points = []
+        for record in records:
+            check_user(record.payload.get("user", ""))
+            vector = np.asarray(record.vector, dtype=np.float32)
+            if vector.shape != (self.dimension,):
+                raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
+            points.append(Point(record.id, {VECTOR_NAME: vector.tolist()}, record.payload))
+        with self._lock:
+            self.shard.update(UpdateOperation.upsert_points(points))
+
+    def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
+        if not ids:
+            return []
+        request = ScrollRequest(
+            limit=len(ids), filter=_user_filter(user, ids), with_payload=True, with_vector=with_vectors
+        )
+        with self._lock:
+            records, _ = self.shard.scroll(request)
+        return [record_from(r, with_vectors) for r in records]
+
+    def delete(self, user: str, ids: Sequence[str]) -> None:
+        if ids:
+            with self._lock:
+                self.shard.update(UpdateOperation.delete_points_by_filter(_user_filter(user, ids)))
+
+    def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
+        if "user" in values:
+            raise VectorIndexError("the owner of an image cannot be changed")
+        if ids:
+            with self._lock:
+                self.shard.update(UpdateOperation.set_payload_by_filter(_user_filter(user, ids), values))
+
+    def search(
+        self,
+        user: str,
+        vector: np.ndarray,
+        limit: int = 10,
+        min_score: float | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[SearchHit]:
+        request = QueryRequest(
+            query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR_NAME),
+            filter=_user_filter(user, exclude=exclude_ids),
+            limit=limit,
+            with_payload=True,
+            score_threshold=min_score,
+        )
+        with self._lock:
+            points = self.shard.query(request)
+        return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def scroll(self, user: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[ImageRecord]:
+        offset = None
+        while True:
+            request = ScrollRequest(
+                offset=offset, limit=batch, filter=_user_filter(user), with_payload=True, with_vector=with_vectors
+            )
+            with self._lock:
+                records, offset = self.shard.scroll(request)
+            yield from (record_from(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def count(self, user: str | None = None) -> int:
+        request = CountRequest(exact=True, filter=_user_filter(user) if user is not None else None)
+        with self._lock:
+            return int(self.shard.count(request))
+
+    def counts_by_user(self) -> dict[str, int]:
+        with self._lock:
+            response = self.shard.facet(FacetRequest(key="user", limit=100_000, exact=True))
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
+    def describe(self) -> str:
+        return f"embedded Qdrant (qdrant-edge) at {self.path}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self.shard is not None:
+                self.shard.close()
+                self.shard = None
+            self._dir_lock.release()

@@ -1,0 +1,174 @@
+"""Vector index on a Qdrant server or cluster (``VAD_QDRANT_URL``) through qdrant-client.
+
+``:memory:`` runs qdrant-client's local mode, which speaks the same API: tests use it.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from core.index.base import (
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    VECTOR_NAME,
+    ImageRecord,
+    SearchHit,
+    VectorIndex,
+    VectorIndexError,
+    record_from,
+)
+from core.storage.base import check_user
+
+_ERRORS = (UnexpectedResponse, ResponseHandlingException, OSError, ValueError, RuntimeError)
+
+
+def _user_filter(user: str, ids: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> models.Filter:
+    must: list[Any] = [models.FieldCondition(key="user", match=models.MatchValue(value=check_user(user)))]
+    if ids is not None:
+        must.append(models.HasIdCondition(has_id=[str(i) for i in ids]))
+    must_not = [models.HasIdCondition(has_id=[str(i) for i in exclude])] if exclude else None
+    return models.Filter(must=must, must_not=must_not)
+
+
+class ServerIndex(VectorIndex):
+    """One collection on a Qdrant server, user as a tenant-indexed keyword payload field."""
+
+    kind = "server"
+
+    def __init__(self, url: str, collection: str, dimension: int, api_key: str | None = None) -> None:
+        self.url = url
+        self.collection = collection
+        self.dimension = dimension
+        local = url == ":memory:"
+        # qdrant-client's local mode is not thread-safe; a server is.
+        self._lock = threading.RLock() if local else nullcontext()
+        try:
+            self.client = QdrantClient(location=url) if local else QdrantClient(url=url, api_key=api_key, timeout=30)
+            self._ensure_collection()
+        except _ERRORS as exc:
+            raise VectorIndexError(f"could not reach Qdrant at {url}: {exc}") from exc
+
+    def _ensure_collection(self) -> None:
+        if self.client.collection_exists(self.collection):
+            info = self.client.get_collection(self.collection)
+            vectors = info.config.params.vectors
+            size = vectors[VECTOR_NAME].size if isinstance(vectors, dict) and VECTOR_NAME in vectors else None
+            if size != self.dimension:
+                raise VectorIndexError(
+                    f"collection {self.collection} holds {size}-d vectors, the model makes {self.dimension}-d"
+                )
+            return
+        self.client.create_collection(
+            self.collection,
+            vectors_config={VECTOR_NAME: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
+            hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode: payload indexes are a no-op
+            self.client.create_payload_index(
+                self.collection,
+                "user",
+                field_schema=models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+            )
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self._lock:
+                return getattr(self.client, method)(self.collection, *args, **kwargs)
+        except _ERRORS as exc:
+            raise VectorIndexError(f"Qdrant {method} failed: {exc}") from exc
+
+    def upsert(self, records: Sequence[ImageRecord]) -> None:
+        if not records:
+            return
+        points = []
+        for record in records:
+            check_user(record.payload.get("user", ""))
+            vector = np.asarray(record.vector, dtype=np.float32)
+            if vector.shape != (self.dimension,):
+                raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
+            points.append(
+                models.PointStruct(id=record.id, vector={VECTOR_NAME: vector.tolist()}, payload=record.payload)
+            )
+        self._call("upsert", points=points, wait=True)
+
+    def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
+        if not ids:
+            return []
+        records, _ = self._call(
+            "scroll",
+            scroll_filter=_user_filter(user, ids),
+            limit=len(ids),
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [record_from(r, with_vectors) for r in records]
+
+    def delete(self, user: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._call("delete", points_selector=models.FilterSelector(filter=_user_filter(user, ids)), wait=True)
+
+    def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
+        if "user" in values:
+            raise VectorIndexError("the owner of an image cannot be changed")
+        if ids:
+            self._call(
+                "set_payload", payload=values, points=models.FilterSelector(filter=_user_filter(user, ids)), wait=True
+            )
+
+    def search(
+        self,
+        user: str,
+        vector: np.ndarray,
+        limit: int = 10,
+        min_score: float | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[SearchHit]:
+        response = self._call(
+            "query_points",
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            using=VECTOR_NAME,
+            query_filter=_user_filter(user, exclude=exclude_ids),
+            limit=limit,
+            score_threshold=min_score,
+            with_payload=True,
+        )
+        return [SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
+    def scroll(self, user: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[ImageRecord]:
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                scroll_filter=_user_filter(user),
+                limit=batch,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            yield from (record_from(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def count(self, user: str | None = None) -> int:
+        return int(self._call("count", count_filter=_user_filter(user) if user else None, exact=True).count)
+
+    def counts_by_user(self) -> dict[str, int]:
+        response = self._call("facet", key="user", limit=100_000, exact=True)
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
+    def describe(self) -> str:
+        where = "in-memory (test mode)" if self.url == ":memory:" else self.url
+        return f"Qdrant server {where}, collection {self.collection}"
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()

@@ -1,0 +1,42 @@
+"""Object storage for originals and thumbnails: local directory or S3/MinIO, chosen by settings."""
+
+from __future__ import annotations
+
+from core.settings import Settings
+from core.storage.base import (
+    ObjectNotFound,
+    ObjectStore,
+    StorageError,
+    check_user,
+    image_key,
+    thumbnail_key,
+)
+from core.storage.local import LocalStore
+from core.storage.s3 import S3Store
+
+__all__ = [
+    "LocalStore",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3Store",
+    "StorageError",
+    "check_user",
+    "image_key",
+    "open_store",
+    "thumbnail_key",
+]
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The store the settings name: S3 when ``VAD_S3_ENDPOINT`` is set, else ``DATA_DIR/objects``."""
+    if settings.s3_endpoint:
+        assert settings.s3_access_key and settings.s3_secret_key  # checked by Settings
+        return S3Store(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key.get_secret_value(),
+            settings.s3_bucket,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+    return LocalStore(settings.data_dir / "objects")

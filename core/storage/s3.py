@@ -1,0 +1,102 @@
+"""Object store on S3-compatible servers (MinIO, SeaweedFS, AWS) through the ``minio`` client."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from core.storage.base import ObjectNotFound, ObjectStore, StorageError
+
+_MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
+
+
+def parse_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
+    """``http://host:port`` or ``host:port`` -> (``host:port``, TLS?); an explicit flag wins."""
+    parsed = urlparse(endpoint if "://" in endpoint else f"//{endpoint}")
+    host = parsed.netloc
+    if secure is None:
+        secure = parsed.scheme == "https"
+    return host, secure
+
+
+class S3Store(ObjectStore):
+    """Objects in one bucket, created if missing."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        secure: bool | None = None,
+        region: str | None = None,
+    ) -> None:
+        host, tls = parse_endpoint(endpoint, secure)
+        self.endpoint = f"{'https' if tls else 'http'}://{host}"
+        self.bucket = bucket
+        self.client = Minio(host, access_key=access_key, secret_key=secret_key, secure=tls, region=region)
+        try:
+            if not self.client.bucket_exists(bucket):
+                self.client.make_bucket(bucket)
+        except (MinioException, OSError) as exc:
+            raise StorageError(f"S3 at {self.endpoint}, bucket {bucket!r}: {_reason(exc)}") from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        try:
+            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        except (MinioException, OSError) as exc:
+            raise StorageError(f"could not write {key}: {_reason(exc)}") from exc
+
+    def get(self, key: str) -> bytes:
+        response = None
+        try:
+            response = self.client.get_object(self.bucket, key)
+            return response.read()
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                raise ObjectNotFound(key) from None
+            raise StorageError(f"could not read {key}: {_reason(exc)}") from exc
+        except (MinioException, OSError) as exc:
+            raise StorageError(f"could not read {key}: {_reason(exc)}") from exc
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.remove_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code not in _MISSING:
+                raise StorageError(f"could not delete {key}: {_reason(exc)}") from exc
+        except (MinioException, OSError) as exc:
+            raise StorageError(f"could not delete {key}: {_reason(exc)}") from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, key)
+            return True
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                return False
+            raise StorageError(f"could not check {key}: {_reason(exc)}") from exc
+        except (MinioException, OSError) as exc:
+            raise StorageError(f"could not check {key}: {_reason(exc)}") from exc
+
+    def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self.client.presigned_get_object(self.bucket, key, expires=expires)
+
+    def describe(self) -> str:
+        return f"S3 {self.endpoint}, bucket {self.bucket}"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, S3Error):
+        return f"{exc.code}: {exc.message}"
+    return str(exc) or type(exc).__name__
