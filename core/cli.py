@@ -1,12 +1,13 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
+Commands: ingest, info, users. Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
 configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -53,6 +54,24 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
     info.set_defaults(handler=_info)
+
+    users = commands.add_parser("users", help="manage the app's users")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="create a user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="give the admin role")
+    add.add_argument("--email", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(handler=_users_add)
+    passwd = user_commands.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(handler=_users_passwd)
+    remove = user_commands.add_parser("remove", help="delete a user account (their images stay)")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_users_remove)
+    listing = user_commands.add_parser("list", help="list users and roles")
+    listing.set_defaults(handler=_users_list)
     return parser
 
 
@@ -102,6 +121,46 @@ def _ingest(args: argparse.Namespace) -> int:
         file=sys.stderr if args.json else sys.stdout,
     )
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _user_store():
+    from core.auth import UserStore
+
+    return UserStore(load_settings().data_dir)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise UsageError("the passwords do not match")
+    return first
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    store = _user_store()
+    store.add(args.name, _read_password(args.password_stdin), admin=args.admin, email=args.email)
+    print(f"created {'admin' if args.admin else 'user'} {args.name}")
+    return EXIT_OK
+
+
+def _users_passwd(args: argparse.Namespace) -> int:
+    _user_store().set_password(args.name, _read_password(args.password_stdin))
+    print(f"password of {args.name} changed")
+    return EXIT_OK
+
+
+def _users_remove(args: argparse.Namespace) -> int:
+    _user_store().remove(args.name)
+    print(f"removed user {args.name}; their images stay until deleted")
+    return EXIT_OK
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    for user in _user_store().list_users():
+        print(f"{user['username']:<24} {','.join(user['roles']):<8} {user['email']}")
+    return EXIT_OK
 
 
 def _info(args: argparse.Namespace) -> int:

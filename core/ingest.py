@@ -8,6 +8,7 @@ without its objects; the other files go on.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -66,14 +67,15 @@ class Ingestor:
         embedder: Embedder,
         limits: ImageLimits = ImageLimits(),
         batch_size: int = 32,
-        workers: int = 2,
+        workers: int | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.embedder = embedder
         self.limits = limits
         self.batch_size = batch_size
-        self.workers = workers
+        # Decoding overlaps with embedding; leave the model half the cores (1 of 2 here).
+        self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
 
     def ingest(
         self, items: Sequence[IngestItem], user: str, progress: ProgressCallback | None = None

@@ -46,7 +46,21 @@ class Settings(BaseModel):
     batch_size: int = Field(32, gt=0, le=1024)
     phash_threshold: int = Field(8, ge=0, le=64)
 
-    @field_validator("qdrant_url", "s3_endpoint", "qdrant_api_key", "s3_access_key", mode="before")
+    allow_registration: bool = True
+    admin_user: str | None = None
+    admin_password: SecretStr | None = None
+    cookie_key: SecretStr | None = None
+
+    @field_validator(
+        "qdrant_url",
+        "s3_endpoint",
+        "qdrant_api_key",
+        "s3_access_key",
+        "admin_user",
+        "admin_password",
+        "cookie_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -91,6 +105,13 @@ class Settings(BaseModel):
     def _check_weights(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("admin_password")
+    @classmethod
+    def _check_admin_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 8:
+            raise ValueError("must have at least 8 characters")
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,41 @@
+# Two entry points (see README): `make run` starts the app, `make test` runs every test.
+# Both create .venv and install what they need first; reinstalling happens only when the
+# requirement files change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+
+.PHONY: run test lint bench-ingest bench-index clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/streamlit run app/main.py --server.port $(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-ingest: $(VENV)/.installed
+	$(BIN)/python -m bench.ingest ../shared/datasets/imagenet-sample/images
+
+bench-index: $(VENV)/.installed
+	$(BIN)/python -m bench.index
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Streamlit app: entry point, sign-in and shared widgets. Page logic lives in core/."""

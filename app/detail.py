@@ -1,0 +1,101 @@
+"""The image detail dialog: full image, metadata, hashes, similar images and actions."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+
+import streamlit as st
+
+from app import ui
+from core import gallery
+from core.images import open_rgb
+
+DETAIL_KEY = "detail_id"
+
+
+def open_detail(image_id: str) -> None:
+    """Show ``image_id`` in the detail dialog on the next run."""
+    st.session_state[DETAIL_KEY] = image_id
+
+
+def _close() -> None:
+    st.session_state.pop(DETAIL_KEY, None)
+
+
+def render_if_open() -> None:
+    """Call once per page, after the page's content: shows the dialog when an image was opened."""
+    image_id = st.session_state.get(DETAIL_KEY)
+    if image_id:
+        _dialog(image_id)
+
+
+@st.dialog("Image details", width="large", on_dismiss=_close)
+def _dialog(image_id: str) -> None:
+    services = ui.services()
+    user = ui.scope_user()
+    records = services.index.retrieve(user, [image_id])
+    if not records:
+        st.info("This image is no longer in the collection.")
+        _close()
+        return
+    payload = records[0].payload
+    left, right = st.columns([3, 2], gap="medium")
+    with left, st.container(key="vad-detail"):
+        try:
+            image = open_rgb(services.store.get(payload["original_key"]))
+            image.thumbnail((1600, 1600))
+            st.image(image, width="stretch")
+        except Exception as exc:
+            st.error(f"The original could not be read: {exc}")
+    with right:
+        st.markdown(f"#### {ui.escape(payload.get('filename', ''))}")
+        created = payload.get("created_at", "")
+        with contextlib.suppress(ValueError):
+            created = datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M UTC")
+        st.markdown(
+            f"{payload.get('width')} × {payload.get('height')} px · {payload.get('format')} · "
+            f"{ui.human_bytes(payload.get('bytes', 0))}  \nAdded {created}"
+        )
+        st.code(f"sha256 {payload.get('sha256')}\npHash  {payload.get('phash')}\nid     {image_id}", language=None)
+        tags = st.text_input("Tags (comma-separated)", ", ".join(payload.get("tags", [])), key=f"tags_{image_id}")
+        actions = st.columns(2)
+        if actions[0].button("Save tags", icon=":material/sell:", width="stretch"):
+            gallery.set_tags(services, user, image_id, gallery.normalise_tags(tags))
+            ui.bump_data_version()
+            st.toast("Tags saved")
+        if actions[1].button("Search similar", icon=":material/image_search:", width="stretch"):
+            st.session_state["search_image_id"] = image_id
+            st.session_state["search_mode"] = "Stored image"
+            _close()
+            st.switch_page(str(ui.PAGES / "search.py"))
+        if actions[0].button(
+            "Re-embed", icon=":material/refresh:", width="stretch", help="Recompute the vector from the original"
+        ):
+            with st.spinner("Embedding…"):
+                gallery.re_embed(services, user, image_id)
+            st.toast("Vector recomputed")
+        if actions[1].button("New thumbnail", icon=":material/image:", width="stretch"):
+            gallery.regenerate_thumbnail(services, user, image_id)
+            ui.clear_thumbnails()
+            st.toast("Thumbnail regenerated")
+        with st.popover("Delete image", icon=":material/delete:", width="stretch"):
+            st.markdown("The original, its thumbnail and its vector are removed. This can't be undone.")
+            if st.button("Delete for good", type="primary", key=f"delete_{image_id}"):
+                gallery.delete(services, user, [image_id])
+                ui.bump_data_version()
+                _close()
+                st.rerun()
+    st.markdown("##### Most similar images")
+    hits = gallery.similar(services, user, image_id, limit=6)
+    if not hits:
+        st.caption("No other images yet.")
+    rows = [{"id": h.id, "score": h.score, **h.payload} for h in hits]
+
+    def render(row: dict, _: int) -> None:
+        ui.thumb_card(row, f"<span class='vad-score'>{row['score']:.3f}</span> {ui.escape(row['filename'])}")
+        if st.button("Open", key=f"similar_{row['id']}", width="stretch"):
+            open_detail(row["id"])
+            st.rerun()
+
+    ui.card_grid(rows, render, columns=6)

@@ -1,0 +1,69 @@
+"""Entry point: ``streamlit run app/main.py``. Sign-in gate, sidebar, and navigation over pages/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import signin, ui  # noqa: E402
+
+st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSETS / "logo.svg"), layout="wide")
+ui.inject_css()
+
+settings = ui.settings()
+authenticator = signin.require_login(settings)
+services = ui.services()
+store = ui.user_store(str(settings.data_dir))
+user = ui.signed_in_user()
+st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
+st.session_state["authenticator"] = authenticator
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.logo(str(ui.ASSETS / "logo.svg"), size="large")
+        role = "admin" if ui.is_admin() else "user"
+        st.markdown(f"**{ui.escape(user)}** · {role}")
+        if ui.is_admin():
+            users = sorted(set(store.users) | set(services.index.counts_by_user()))
+            current = st.session_state.get("scope_user") or user
+            st.selectbox(
+                "Viewing images of",
+                users,
+                index=users.index(current) if current in users else 0,
+                key="scope_user",
+                help="Admins can open any user's collection.",
+            )
+        count = services.index.count(ui.scope_user())
+        st.metric("Images", f"{count:,}")
+        embedder = services.embedder
+        with st.expander("Model and storage", icon=":material/memory:"):
+            st.markdown(f"**Model** {ui.escape(embedder.describe())}")
+            st.markdown("Text search: " + ("available" if embedder.supports_text else "**off** (needs CLIP)"))
+            st.markdown(f"**Images** {ui.escape(services.store.describe())}")
+            st.markdown(f"**Index** {ui.escape(services.index.describe())}")
+        if embedder.notice:
+            st.warning(embedder.notice, icon=":material/info:")
+        if embedder.random_weights:
+            st.error("This model has random weights: results are meaningless (tests and timing only).")
+        authenticator.logout("Sign out", location="sidebar", key="logout")
+
+
+sidebar()
+pages = {
+    "Collection": [
+        st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),
+        st.Page(ui.PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", default=True),
+        st.Page(ui.PAGES / "search.py", title="Search", icon=":material/search:"),
+    ],
+    "Account": [st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:")],
+}
+if ui.is_admin():
+    pages["Account"].append(st.Page(ui.PAGES / "users.py", title="Users", icon=":material/group:"))
+st.navigation(pages).run()

@@ -1,0 +1,149 @@
+"""Shared Streamlit glue: cached services, the signed-in scope, thumbnails, grids and empty states."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.auth import UserStore
+from core.services import Services, open_services
+from core.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+PAGES = ROOT / "pages"
+GRID_COLUMNS = 6
+
+
+def _secrets_env() -> dict[str, str]:
+    """``VAD_*`` keys from .streamlit/secrets.toml, overridden by the environment."""
+    try:
+        secrets = {k: str(v) for k, v in st.secrets.items() if k.startswith("VAD_") and not isinstance(v, dict)}
+    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
+        secrets = {}
+    return {**secrets, **os.environ}
+
+
+@st.cache_resource(show_spinner="Loading the model and opening the index…")
+def _services(env_items: tuple[tuple[str, str], ...]) -> Services:
+    return open_services(load_settings(dict(env_items)))
+
+
+def settings() -> Settings:
+    try:
+        return load_settings(_secrets_env())
+    except SettingsError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+def services() -> Services:
+    """The process-wide services (model, store, index), built once; stops the page on bad settings."""
+    env = tuple(sorted((k, v) for k, v in _secrets_env().items() if k.startswith("VAD_")))
+    try:
+        return _services(env)
+    except Exception as exc:  # configuration or backend errors: say what is wrong, don't crash
+        st.error(f"The dashboard could not start: {exc}", icon=":material/error:")
+        st.stop()
+
+
+@st.cache_resource
+def user_store(data_dir: str) -> UserStore:
+    return UserStore(Path(data_dir))
+
+
+def signed_in_user() -> str:
+    return st.session_state["username"]
+
+
+def is_admin() -> bool:
+    return "admin" in (st.session_state.get("roles") or [])
+
+
+def scope_user() -> str:
+    """Whose images the pages show: the signed-in user, or for an admin the user they picked."""
+    if is_admin():
+        return st.session_state.get("scope_user") or signed_in_user()
+    return signed_in_user()
+
+
+def data_version() -> int:
+    """Bumped after every change to the collection so cached listings refresh."""
+    return st.session_state.setdefault("data_version", 0)
+
+
+def bump_data_version() -> None:
+    st.session_state["data_version"] = data_version() + 1
+
+
+@st.cache_data(max_entries=5000, show_spinner=False)
+def _thumbnail(_services_id: int, key: str) -> bytes | None:
+    try:
+        return services().store.get(key)
+    except Exception:
+        return None
+
+
+def thumbnail(key: str) -> bytes | None:
+    return _thumbnail(id(services()), key)
+
+
+def missing_image() -> str:
+    return str(ASSETS / "missing.svg")
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def empty_state(
+    title: str, body: str, icon: str = ":material/photo_library:", link: tuple[str, str] | None = None
+) -> None:
+    """A friendly panel that says what to do next."""
+    with st.container(border=True):
+        st.markdown(f"#### {icon} {title}")
+        st.markdown(body)
+        if link:
+            st.page_link(str(PAGES / link[0]), label=link[1], icon=":material/arrow_forward:")
+
+
+def card_grid(
+    rows: Sequence[dict[str, Any]], render: Callable[[dict[str, Any], int], None], columns: int = GRID_COLUMNS
+) -> None:
+    """Lay out cards in rows of ``columns`` so thumbnails line up."""
+    for start in range(0, len(rows), columns):
+        cells = st.columns(columns, gap="small")
+        for offset, row in enumerate(rows[start : start + columns]):
+            with cells[offset]:
+                render(row, start + offset)
+
+
+def thumb_card(row: dict[str, Any], caption: str) -> None:
+    """The thumbnail in a fixed square frame, with a caption under it."""
+    data = thumbnail(row.get("thumbnail_key", ""))
+    st.image(data if data else missing_image(), width="stretch")
+    st.markdown(
+        f"<div class='vad-caption' title='{escape(row.get('filename', ''))}'>{caption}</div>", unsafe_allow_html=True
+    )
+
+
+def escape(text: str) -> str:
+    """Text made safe to put inside HTML."""
+    return html.escape(str(text), quote=True)
+
+
+def inject_css() -> None:
+    st.markdown(f"<style>{(ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+
+
+def clear_thumbnails() -> None:
+    _thumbnail.clear()

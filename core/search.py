@@ -1,0 +1,40 @@
+"""Search logic: by a stored image, by an uploaded image (not stored), or by text."""
+
+from __future__ import annotations
+
+from core.images import decode
+from core.index import SearchHit
+from core.services import Services
+
+
+class SearchError(ValueError):
+    """The query can't be run; the message says why (bad upload, empty text, unknown image)."""
+
+
+def by_image_id(
+    services: Services, user: str, image_id: str, limit: int = 12, min_score: float | None = None
+) -> list[SearchHit]:
+    records = services.index.retrieve(user, [image_id], with_vectors=True)
+    if not records or records[0].vector is None:
+        raise SearchError("that image is not in your collection")
+    return services.index.search(user, records[0].vector, limit=limit, min_score=min_score, exclude_ids=[image_id])
+
+
+def by_upload(
+    services: Services, user: str, data: bytes, limit: int = 12, min_score: float | None = None
+) -> list[SearchHit]:
+    """Search with an image that is not stored: it is validated and embedded, nothing is kept."""
+    decoded = decode(data, services.limits)  # raises ImageRejected (a ValueError) with the reason
+    vector = services.embedder.embed_images([decoded.image])[0]
+    return services.index.search(user, vector, limit=limit, min_score=min_score)
+
+
+def by_text(
+    services: Services, user: str, text: str, limit: int = 12, min_score: float | None = None
+) -> list[SearchHit]:
+    """Natural-language search; raises TextSearchUnavailable when the model has no text encoder."""
+    query = " ".join(str(text).split())[:300]
+    if not query:
+        raise SearchError("type a few words to search for, e.g. 'a dog on a beach'")
+    vector = services.embedder.embed_texts([query])[0]
+    return services.index.search(user, vector, limit=limit, min_score=min_score)

@@ -1,0 +1,97 @@
+"""Gallery page: paginated thumbnails, sort and filter, detail view, bulk tag and delete."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import detail, ui
+from core import gallery
+
+services = ui.services()
+user = ui.scope_user()
+
+
+@st.cache_data(show_spinner="Loading your images…", max_entries=16)
+def _listing(_services_id: int, user: str, version: int):
+    return gallery.list_images(services, user)
+
+
+images = _listing(id(services), user, ui.data_version())
+st.title("Gallery")
+
+if images.empty:
+    ui.empty_state(
+        "No images yet",
+        "Your collection is empty. Upload photos or a .zip archive to browse them here.",
+        link=("upload.py", "Go to Upload"),
+    )
+    st.stop()
+
+controls = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
+text = controls[0].text_input("Filter by file name", placeholder="e.g. beach, IMG_20", key="gallery_text")
+tags = gallery.all_tags(images)
+tag = controls[1].selectbox("Tag", ["All tags", *tags], key="gallery_tag")
+sort = controls[2].selectbox("Sort by", list(gallery.SORTS), key="gallery_sort")
+per_page = controls[3].selectbox("Per page", [24, 48, 96], key="gallery_per_page")
+
+selected_frame = gallery.filter_and_sort(images, text, None if tag == "All tags" else tag, sort)
+if selected_frame.empty:
+    ui.empty_state(
+        "Nothing matches",
+        "No image matches this filter. Clear the file name or tag filter.",
+        icon=":material/filter_alt_off:",
+    )
+    st.stop()
+
+page_count = max(1, -(-len(selected_frame) // per_page))
+number = int(st.session_state.get("gallery_page", 1))
+page = gallery.paginate(selected_frame, number, per_page)
+st.session_state["gallery_page"] = page.number
+selection: set[str] = st.session_state.setdefault("gallery_selection", set())
+selection &= set(images["id"])
+
+bar = st.columns([2, 1, 1, 2], vertical_alignment="center")
+bar[0].markdown(f"**{page.total:,}** image(s) · page {page.number} of {page.count}")
+if bar[1].button("Previous", icon=":material/chevron_left:", disabled=page.number <= 1, width="stretch"):
+    st.session_state["gallery_page"] = page.number - 1
+    st.rerun()
+if bar[2].button("Next", icon=":material/chevron_right:", disabled=page.number >= page.count, width="stretch"):
+    st.session_state["gallery_page"] = page.number + 1
+    st.rerun()
+with bar[3]:
+    if selection:
+        with st.popover(f"{len(selection)} selected", icon=":material/checklist:", width="stretch"):
+            new_tags = st.text_input("Add tags to the selection", placeholder="cats, outdoor", key="bulk_tags")
+            if st.button("Add tags", icon=":material/sell:") and new_tags.strip():
+                changed = gallery.add_tags(services, user, sorted(selection), gallery.normalise_tags(new_tags))
+                ui.bump_data_version()
+                st.toast(f"Tagged {changed} image(s)")
+                st.rerun()
+            st.divider()
+            confirm = st.checkbox(f"Yes, delete these {len(selection)} image(s) for good", key="bulk_confirm")
+            if st.button("Delete selected", type="primary", icon=":material/delete:", disabled=not confirm):
+                deleted = gallery.delete(services, user, sorted(selection))
+                selection.clear()
+                ui.bump_data_version()
+                st.toast(f"Deleted {deleted} image(s)")
+                st.rerun()
+            if st.button("Clear selection"):
+                selection.clear()
+                st.rerun()
+
+
+def render(row: dict, _: int) -> None:
+    ui.thumb_card(
+        row, f"{ui.escape(row['filename'])}<br>{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
+    )
+    left, right = st.columns([1, 1], gap="small")
+    checked = left.checkbox(
+        "Select", value=row["id"] in selection, key=f"select_{row['id']}", label_visibility="collapsed"
+    )
+    (selection.add if checked else selection.discard)(row["id"])
+    if right.button("Open", key=f"open_{row['id']}", width="stretch"):
+        detail.open_detail(row["id"])
+
+
+ui.card_grid(page.rows.to_dict("records"), render)
+detail.render_if_open()

@@ -1,0 +1,96 @@
+"""Upload page: drop images or .zip archives; per-file results and near-duplicate warnings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from core.upload import ingest_uploads, near_duplicates_of_new
+
+services = ui.services()
+user = ui.scope_user()
+limit_mb = st.get_option("server.maxUploadSize")
+
+st.title("Upload")
+st.caption(
+    f"JPEG, PNG, WebP, GIF, BMP, TIFF and HEIC images, or .zip archives of them: up to {limit_mb:,} MB per "
+    f"file, {services.settings.max_file_mb:g} MB and {services.settings.max_pixels / 1e6:g} megapixels per image. "
+    "The content decides the type, not the extension. Files you already have are recognised and skipped."
+)
+
+with st.form("upload_form", clear_on_submit=True, border=True):
+    files = st.file_uploader("Drop images or .zip archives here", accept_multiple_files=True, key="uploads")
+    submitted = st.form_submit_button("Add to collection", type="primary", icon=":material/add_photo_alternate:")
+
+if submitted:
+    if not files:
+        st.warning("Choose at least one file first.", icon=":material/warning:")
+    else:
+        bar = st.progress(0.0, text=f"Reading {len(files)} file(s)…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Processed {done:,} of {total:,} images")
+
+        results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], progress=progress)
+        bar.empty()
+        new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
+        with st.spinner("Looking for near-duplicates of your earlier images…"):
+            near = near_duplicates_of_new(services, user, new_ids)
+        st.session_state["upload_report"] = {"results": [r.to_dict() for r in results], "near": near}
+        ui.bump_data_version()
+
+report = st.session_state.get("upload_report")
+if report:
+    frame = pd.DataFrame(report["results"])
+    counts = frame["status"].value_counts() if not frame.empty else {}
+    stored, present, rejected = (int(counts.get(s, 0)) for s in ("stored", "present", "rejected"))
+    cols = st.columns(3)
+    cols[0].metric("Stored", stored)
+    cols[1].metric("Already present", present)
+    cols[2].metric("Rejected", rejected)
+    if rejected:
+        st.error(
+            f"{rejected} file(s) were rejected; the reasons are in the table. The others were stored.",
+            icon=":material/error:",
+        )
+    near = report["near"]
+    if near:
+        st.warning(
+            f"{len(near)} new image(s) look like images you already had (pHash distance ≤ "
+            f"{services.settings.phash_threshold}).",
+            icon=":material/content_copy:",
+        )
+        records = {
+            r.id: r.payload
+            for r in services.index.retrieve(user, [n.new_id for n in near] + [n.existing_id for n in near])
+        }
+        for pair in near[:30]:
+            with st.container(border=True):
+                left, right, info = st.columns([1, 1, 2], vertical_alignment="center")
+                with left:
+                    ui.thumb_card(
+                        {"id": pair.new_id, **records.get(pair.new_id, {})}, f"new: {ui.escape(pair.new_filename)}"
+                    )
+                with right:
+                    ui.thumb_card(
+                        {"id": pair.existing_id, **records.get(pair.existing_id, {})},
+                        f"stored: {ui.escape(pair.existing_filename)}",
+                    )
+                info.markdown(f"**Distance {pair.distance}** of 64 bits  \nReview them on the Gallery page.")
+    st.dataframe(
+        frame[["path", "status", "reason"]],
+        hide_index=True,
+        width="stretch",
+        column_config={"path": "File", "status": "Result", "reason": "Reason"},
+    )
+    if st.button("Clear results", icon=":material/close:"):
+        st.session_state.pop("upload_report", None)
+        st.rerun()
+elif services.index.count(user) == 0:
+    ui.empty_state(
+        "Start by adding images",
+        "Drop a few photos or a .zip archive above. Each image is checked, hashed, thumbnailed and embedded; "
+        "then you can search it, find duplicates and spot anomalies.",
+        icon=":material/cloud_upload:",
+    )
