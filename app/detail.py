@@ -57,13 +57,18 @@ def _dialog(image_id: str) -> None:
             f"{payload.get('width')} × {payload.get('height')} px · {payload.get('format')} · "
             f"{ui.human_bytes(payload.get('bytes', 0))}  \nAdded {created}"
         )
-        st.code(f"sha256 {payload.get('sha256')}\npHash  {payload.get('phash')}\nid     {image_id}", language=None)
+        st.code(
+            f"sha256 {payload.get('sha256')}\npHash  {payload.get('phash')}\nid     {image_id}",
+            language=None,
+            wrap_lines=True,
+        )
         tags = st.text_input("Tags (comma-separated)", ", ".join(payload.get("tags", [])), key=f"tags_{image_id}")
         actions = st.columns(2)
         if actions[0].button("Save tags", icon=":material/sell:", width="stretch"):
             gallery.set_tags(services, user, image_id, gallery.normalise_tags(tags))
             ui.bump_data_version()
             st.toast("Tags saved")
+            st.rerun()  # refresh the page behind the dialog (tag filter, listing)
         if actions[1].button("Search similar", icon=":material/image_search:", width="stretch"):
             st.session_state["search_image_id"] = image_id
             st.session_state["search_mode"] = "Stored image"

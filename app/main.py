@@ -52,10 +52,12 @@ def sidebar() -> None:
             st.warning(embedder.notice, icon=":material/info:")
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
-        authenticator.logout("Sign out", location="sidebar", key="logout")
+        authenticator.logout("Sign out", location="sidebar", key="sign_out")
 
 
 sidebar()
+if not st.session_state.get("authentication_status"):  # signed out just now
+    st.rerun()
 pages = {
     "Collection": [
         st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),

@@ -40,6 +40,7 @@ def _authenticator(settings: Settings, store: UserStore) -> stauth.Authenticate:
 def require_login(settings: Settings) -> stauth.Authenticate:
     """Render the sign-in page and stop unless a user is signed in."""
     store = ui.user_store(str(settings.data_dir))
+    store.refresh()
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     ensure_admin(store, settings.admin_user, admin_password)
     authenticator = _authenticator(settings, store)
@@ -57,7 +58,7 @@ def require_login(settings: Settings) -> stauth.Authenticate:
             try:
                 authenticator.login(
                     location="main",
-                    key="login",
+                    key="vad_login",
                     fields={"Form name": "Sign in", "Username": "User name", "Login": "Sign in"},
                 )
             except Exception as exc:
@@ -81,7 +82,7 @@ def _register(authenticator: stauth.Authenticate, store: UserStore) -> None:
     try:
         _email, username, _ = authenticator.register_user(
             location="main",
-            key="register",
+            key="vad_register",
             captcha=False,
             roles=["user"],
             password_hint=False,

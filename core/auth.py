@@ -77,26 +77,37 @@ class UserStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / USERS_FILE
         self._lock = threading.RLock()
+        self._mtime: float | None = None
         self.credentials: dict[str, Any] = self._read()
 
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def _read(self) -> dict[str, Any]:
-        if not self.path.is_file():
+        self._mtime = self._stat()
+        if self._mtime is None:
             return {"usernames": {}}
         data = yaml.safe_load(self.path.read_text()) or {}
         data.setdefault("usernames", {})
         return data
 
-    def reload(self) -> None:
+    def refresh(self) -> None:
+        """Re-read the file if another process (the CLI, another replica) changed it."""
         with self._lock:
-            fresh = self._read()
-            # streamlit-authenticator keeps a reference to this dict: update it in place.
-            self.credentials.clear()
-            self.credentials.update(fresh)
+            if self._stat() != self._mtime:
+                fresh = self._read()
+                # streamlit-authenticator keeps a reference to this dict: update it in place.
+                self.credentials.clear()
+                self.credentials.update(fresh)
 
     def save(self) -> None:
         """Persist the credentials (also after streamlit-authenticator changed them in place)."""
         with self._lock:
             _write_private(self.path, yaml.safe_dump(self.credentials, sort_keys=True))
+            self._mtime = self._stat()
 
     @property
     def users(self) -> dict[str, dict[str, Any]]:

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("--user", required=True, help="owner of the images")
     ingest.add_argument("--json", action="store_true", help="print the per-file report as JSON")
-    ingest.add_argument("--batch-size", type=int, default=None, help="images embedded per batch")
+    ingest.add_argument("--batch-size", type=_positive_int, default=None, help="images embedded per batch")
     ingest.set_defaults(handler=_ingest)
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     listing = user_commands.add_parser("list", help="list users and roles")
     listing.set_defaults(handler=_users_list)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _open(**overrides: object):

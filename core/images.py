@@ -37,7 +37,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 #: Shortest side of the working copy; enough for a 256 px thumbnail and 224 px model inputs.
 WORKING_SIDE = 256
 THUMBNAIL_SIDE = 256
-_ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 
 
 class ImageRejected(ValueError):
@@ -90,17 +89,17 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
             f"too large: {width}x{height} is {width * height / 1e6:.0f} MP, over the "
             f"{limits.max_pixels / 1e6:.0f} MP limit (possible decompression bomb)"
         )
-    orientation = _orientation(image)
     if fmt in ("JPEG", "MPO"):
         image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()
     except Exception as exc:
         raise ImageRejected(f"truncated or corrupt image data ({_short(exc)})") from None
-    working = _to_rgb(ImageOps.exif_transpose(image))
-    working = _reduce(working, WORKING_SIDE)
-    if orientation in _ROTATED_ORIENTATIONS:
+    loaded = image.size
+    transposed = ImageOps.exif_transpose(image)
+    if transposed.size != loaded:  # rotated by 90 degrees (some plugins, e.g. TIFF, do it on load)
         width, height = height, width
+    working = _reduce(_to_rgb(transposed), WORKING_SIDE)
     return DecodedImage(image=working, width=width, height=height, format=fmt)
 
 
@@ -109,7 +108,7 @@ def check_size(size: int, limits: ImageLimits = ImageLimits()) -> None:
     if size == 0:
         raise ImageRejected("empty file (zero bytes)")
     if size > limits.max_bytes:
-        raise ImageRejected(f"file is {size / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB limit")
+        raise ImageRejected(f"file is {_mb(size)}, over the {_mb(limits.max_bytes)} limit")
 
 
 def thumbnail_bytes(decoded: DecodedImage, side: int = THUMBNAIL_SIDE, quality: int = 80) -> bytes:
@@ -124,13 +123,6 @@ def thumbnail_bytes(decoded: DecodedImage, side: int = THUMBNAIL_SIDE, quality: 
 def open_rgb(data: bytes) -> Image.Image:
     """Decode already-validated stored bytes (e.g. a thumbnail) to RGB."""
     return _to_rgb(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
-
-
-def _orientation(image: Image.Image) -> int:
-    try:
-        return int(image.getexif().get(0x0112, 1))
-    except Exception:
-        return 1
 
 
 def _reduce(image: Image.Image, shortest_side: int) -> Image.Image:
@@ -164,6 +156,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background.paste(image, mask=image.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.3g} MB"
 
 
 def _short(exc: Exception) -> str:

@@ -83,7 +83,8 @@ class Ingestor:
         """Ingest ``items`` for ``user``; results come back in the order of ``items``."""
         check_user(user)
         results: list[IngestResult | None] = [None] * len(items)
-        seen: dict[str, str] = {}  # sha256 -> path, for repeats within this call
+        seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
+        repeats: list[tuple[int, int]] = []  # (position of a repeat, position of the first copy)
         done = 0
 
         def record(position: int, result: IngestResult) -> None:
@@ -96,7 +97,7 @@ class Ingestor:
             for start in range(0, len(items), self.batch_size):
                 batch = list(enumerate(items[start : start + self.batch_size], start))
                 hashed = list(pool.map(self._read_and_hash, batch))
-                fresh = self._new_candidates(user, hashed, seen, record)
+                fresh = self._new_candidates(user, hashed, seen, repeats, record)
                 # Decode this batch in the pool while the previous one is embedded and stored.
                 decoding = [(c, pool.submit(self._decode, c)) for c in fresh]
                 if pending:
@@ -106,6 +107,15 @@ class Ingestor:
                     progress(done, len(items))
             if pending:
                 self._finish(user, pending, record)
+        for position, first in repeats:  # a repeat shares the fate of its first copy
+            outcome = results[first]
+            assert outcome is not None
+            if outcome.status == "rejected":
+                repeat = IngestResult(items[position].path, "rejected", outcome.reason)
+            else:
+                reason = f"same content as {items[first].path}"
+                repeat = IngestResult(items[position].path, "present", reason, outcome.image_id)
+            record(position, repeat)
         if progress:
             progress(done, len(items))
         return [r for r in results if r is not None]
@@ -127,7 +137,8 @@ class Ingestor:
         self,
         user: str,
         hashed: list[tuple[int, _Candidate | IngestResult]],
-        seen: dict[str, str],
+        seen: dict[str, int],
+        repeats: list[tuple[int, int]],
         record: Callable[[int, IngestResult], None],
     ) -> list[_Candidate]:
         candidates: list[_Candidate] = []
@@ -137,10 +148,9 @@ class Ingestor:
                 continue
             entry.image_id = image_id(user, entry.sha256)
             if entry.sha256 in seen:
-                reason = f"same content as {seen[entry.sha256]} in this batch"
-                record(entry.position, IngestResult(entry.item.path, "present", reason, entry.image_id))
+                repeats.append((entry.position, seen[entry.sha256]))
                 continue
-            seen[entry.sha256] = entry.item.path
+            seen[entry.sha256] = entry.position
             candidates.append(entry)
         try:
             existing = self.index.existing_ids(user, [c.image_id for c in candidates])

@@ -8,7 +8,7 @@ from core.embed import Embedder, load_embedder
 from core.images import ImageLimits
 from core.index import VectorIndex, open_index
 from core.ingest import Ingestor
-from core.settings import Settings, load_settings
+from core.settings import Settings, SettingsError, load_settings
 from core.storage import ObjectStore, open_store
 
 
@@ -35,7 +35,10 @@ class Services:
 def open_services(settings: Settings | None = None) -> Services:
     """Load the model, then open the store and the model's collection in the index."""
     settings = settings or load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"VAD_DATA_DIR: cannot use {settings.data_dir} as the data folder ({exc})") from exc
     embedder = load_embedder(settings.model, settings.model_weights, settings.device)
     store = open_store(settings)
     index = open_index(settings, embedder.name, embedder.dimension)

@@ -53,9 +53,13 @@ class Settings(BaseModel):
 
     @field_validator(
         "qdrant_url",
-        "s3_endpoint",
         "qdrant_api_key",
+        "s3_endpoint",
         "s3_access_key",
+        "s3_secret_key",
+        "s3_secure",
+        "s3_region",
+        "model_weights",
         "admin_user",
         "admin_password",
         "cookie_key",

@@ -62,10 +62,14 @@ def _items_from_file(path: Path) -> Iterator[IngestItem]:
 
 def _items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[IngestItem]:
     """Members of an archive; an unreadable archive becomes one item whose read() raises."""
+    handle = None
     try:
-        archive = zipfile.ZipFile(opener())
+        handle = opener()
+        archive = zipfile.ZipFile(handle)
         members = [m for m in archive.infolist() if not m.is_dir() and not _skipped(m.filename)]
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        if handle is not None:
+            handle.close()
         message = f"not a readable .zip archive ({exc})"
 
         def fail() -> bytes:

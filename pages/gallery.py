@@ -50,6 +50,18 @@ st.session_state["gallery_page"] = page.number
 selection: set[str] = st.session_state.setdefault("gallery_selection", set())
 selection &= set(images["id"])
 
+
+def _toggle(image_id: str) -> None:
+    """Checkbox callback: runs before the rerun, so the selection bar is up to date."""
+    (selection.add if st.session_state[f"select_{image_id}"] else selection.discard)(image_id)
+
+
+def _clear_selection() -> None:
+    selection.clear()
+    for key in [k for k in st.session_state if str(k).startswith("select_")]:
+        del st.session_state[key]
+
+
 bar = st.columns([2, 1, 1, 2], vertical_alignment="center")
 bar[0].markdown(f"**{page.total:,}** image(s) · page {page.number} of {page.count}")
 if bar[1].button("Previous", icon=":material/chevron_left:", disabled=page.number <= 1, width="stretch"):
@@ -71,13 +83,11 @@ with bar[3]:
             confirm = st.checkbox(f"Yes, delete these {len(selection)} image(s) for good", key="bulk_confirm")
             if st.button("Delete selected", type="primary", icon=":material/delete:", disabled=not confirm):
                 deleted = gallery.delete(services, user, sorted(selection))
-                selection.clear()
+                _clear_selection()
                 ui.bump_data_version()
                 st.toast(f"Deleted {deleted} image(s)")
                 st.rerun()
-            if st.button("Clear selection"):
-                selection.clear()
-                st.rerun()
+            st.button("Clear selection", on_click=_clear_selection)
 
 
 def render(row: dict, _: int) -> None:
@@ -85,10 +95,9 @@ def render(row: dict, _: int) -> None:
         row, f"{ui.escape(row['filename'])}<br>{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
     )
     left, right = st.columns([1, 1], gap="small")
-    checked = left.checkbox(
-        "Select", value=row["id"] in selection, key=f"select_{row['id']}", label_visibility="collapsed"
+    left.checkbox(
+        "Select", key=f"select_{row['id']}", on_change=_toggle, args=(row["id"],), label_visibility="collapsed"
     )
-    (selection.add if checked else selection.discard)(row["id"])
     if right.button("Open", key=f"open_{row['id']}", width="stretch"):
         detail.open_detail(row["id"])
 

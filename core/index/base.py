@@ -34,7 +34,7 @@ def image_id(user: str, sha256: str) -> str:
 
 
 def collection_name(model_name: str, dimension: int) -> str:
-    """A collection name carrying the model id, e.g. ``images_vit-b-32_openai_512``."""
+    """A collection name carrying the model id, e.g. ``images_vit-b-32-openai_512``."""
     slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
     return f"images_{slug}_{dimension}"
 

@@ -159,7 +159,7 @@ class ServerIndex(VectorIndex):
                 return
 
     def count(self, user: str | None = None) -> int:
-        return int(self._call("count", count_filter=_user_filter(user) if user else None, exact=True).count)
+        return int(self._call("count", count_filter=_user_filter(user) if user is not None else None, exact=True).count)
 
     def counts_by_user(self) -> dict[str, int]:
         response = self._call("facet", key="user", limit=100_000, exact=True)

@@ -1,0 +1,125 @@
+"""Test images and small utilities, all generated with Pillow/numpy (no binary fixtures)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import uuid
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import core.images  # noqa: F401  (registers the HEIF opener/saver with Pillow)
+from core.storage import LocalStore, ObjectStore, S3Store
+
+REAL_PHOTOS = Path("/work/shared/datasets/imagenet-sample/images")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: str
+
+    def store(self, bucket: str | None = None, secret_key: str | None = None) -> S3Store:
+        """A store on a fresh bucket (created by S3Store) unless one is named."""
+        return S3Store(
+            f"http://{self.endpoint}",
+            self.access_key,
+            self.secret_key if secret_key is None else secret_key,
+            bucket or f"t-{uuid.uuid4().hex[:16]}",
+        )
+
+
+def pattern(seed: int, size: tuple[int, int] = (96, 64)) -> Image.Image:
+    """A smooth random RGB image: a coarse random grid upscaled, so that its structure (and
+    pHash) survives resizing, while two seeds give unrelated images."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "RGB")
+    return coarse.resize(size, Image.Resampling.BICUBIC)
+
+
+def gradient(size: tuple[int, int]) -> Image.Image:
+    """A smooth colour gradient (compresses well even at large sizes)."""
+    width, height = size
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    rgb = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), (x + y) / 2], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int] = (32, 32)) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png(seed: int = 0, size: tuple[int, int] = (96, 64)) -> bytes:
+    return encode(pattern(seed, size), "PNG")
+
+
+def jpeg(seed: int = 0, size: tuple[int, int] = (96, 64), **options: object) -> bytes:
+    return encode(pattern(seed, size), "JPEG", **options)
+
+
+def truncated_jpeg(seed: int = 0) -> bytes:
+    """A real JPEG cut in the middle of its entropy-coded data."""
+    rng = np.random.default_rng(seed)
+    noisy = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), "RGB")
+    data = encode(noisy, "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+def exif_jpeg(size: tuple[int, int], orientation: int) -> bytes:
+    """Left half red, right half blue, with an EXIF orientation tag."""
+    width, height = size
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (width // 2, 0, width, height))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def two_frame_gif(first: tuple[int, int, int], second: tuple[int, int, int]) -> bytes:
+    return encode(solid(first), "GIF", save_all=True, append_images=[solid(second)], duration=100)
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A real 1x1 PNG whose IHDR chunk is patched (with a valid CRC) to claim ``width`` x ``height``."""
+    data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
+    assert data[12:16] == b"IHDR"
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def bmp_claiming_size(width: int, height: int) -> bytes:
+    """A real 2x2 BMP whose header claims ``width`` x ``height``."""
+    data = bytearray(encode(Image.new("RGB", (2, 2)), "BMP"))
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def list_keys(store: ObjectStore) -> set[str]:
+    """Every object key in a store (files under a LocalStore root, objects in an S3Store bucket)."""
+    if isinstance(store, LocalStore):
+        return {p.relative_to(store.root).as_posix() for p in store.root.rglob("*") if p.is_file()}
+    if isinstance(store, S3Store):
+        return {o.object_name for o in store.client.list_objects(store.bucket, recursive=True)}
+    raise TypeError(f"cannot list {type(store).__name__}")

@@ -1,0 +1,141 @@
+"""core.embed: the tiny random CLIP, EfficientNet-Lite0, the `auto` fallback and load errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import pattern, solid
+
+from core.embed import Embedder, ModelLoadError, TextSearchUnavailable, load_embedder, normalise
+from core.embed.efficientnet import EfficientNetLite0Embedder
+from core.embed.openclip import OpenClipEmbedder
+
+IMAGES = [pattern(1, (96, 64)), pattern(2, (50, 120)), solid((255, 255, 255), (30, 30))]
+
+
+def assert_unit_rows(vectors: np.ndarray, rows: int, dimension: int) -> None:
+    assert vectors.shape == (rows, dimension)
+    assert vectors.dtype == np.float32
+    assert np.all(np.isfinite(vectors))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_tiny_model_embeds_images(tiny: Embedder) -> None:
+    assert tiny.name == "tiny:random"
+    assert tiny.dimension == 64
+    assert tiny.random_weights
+    assert tiny.supports_text
+    vectors = tiny.embed_images(IMAGES)
+    assert_unit_rows(vectors, len(IMAGES), 64)
+    assert not np.allclose(vectors[0], vectors[1])  # different images, different vectors
+    # one image alone gets the same vector as in a batch
+    np.testing.assert_allclose(tiny.embed_images(IMAGES[:1])[0], vectors[0], atol=1e-5)
+
+
+def test_tiny_model_embeds_texts(tiny: Embedder) -> None:
+    vectors = tiny.embed_texts(["a photo of a cat", "a red bus", "a photo of a cat"])
+    assert_unit_rows(vectors, 3, 64)
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_empty_inputs_give_empty_arrays(tiny: Embedder) -> None:
+    assert tiny.embed_images([]).shape == (0, 64)
+    assert tiny.embed_texts([]).shape == (0, 64)
+
+
+def test_random_weights_are_the_same_in_every_instance() -> None:
+    # different global RNG states stand for different processes
+    torch.manual_seed(1)
+    first = OpenClipEmbedder("tiny", "random")
+    torch.manual_seed(2)
+    second = OpenClipEmbedder("tiny", "random")
+    assert first is not second
+    np.testing.assert_array_equal(first.embed_images(IMAGES), second.embed_images(IMAGES))
+    np.testing.assert_array_equal(first.embed_texts(["a dog"]), second.embed_texts(["a dog"]))
+
+
+def test_building_a_random_model_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    OpenClipEmbedder("tiny", "random")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_tiny_model_needs_random_weights() -> None:
+    with pytest.raises(ModelLoadError, match="tiny:random"):
+        OpenClipEmbedder("tiny", "openai")
+
+
+def test_load_embedder_caches() -> None:
+    embedder = load_embedder("tiny:random", device="cpu")
+    assert load_embedder("tiny:random", device="cpu") is embedder
+    assert "RANDOM WEIGHTS" in embedder.describe()
+    assert "64-d" in embedder.describe()
+
+
+def test_efficientnet_lite0() -> None:
+    embedder = load_embedder("efficientnet-lite0", device="cpu")
+    assert isinstance(embedder, EfficientNetLite0Embedder)
+    assert embedder.name == "efficientnet-lite0"
+    assert embedder.dimension == 1280
+    assert not embedder.supports_text
+    vectors = embedder.embed_images(IMAGES)
+    assert_unit_rows(vectors, len(IMAGES), 1280)
+    assert not np.allclose(vectors[0], vectors[1])
+    assert embedder.embed_images([]).shape == (0, 1280)
+    with pytest.raises(TextSearchUnavailable, match="CLIP"):
+        embedder.embed_texts(["a cat"])
+
+
+@pytest.fixture
+def offline_without_clip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No network and an empty Hugging Face cache, whatever this machine has cached."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    load_embedder.cache_clear()
+    yield
+    load_embedder.cache_clear()
+
+
+@pytest.mark.usefixtures("offline_without_clip")
+def test_auto_falls_back_to_efficientnet_with_a_notice() -> None:
+    embedder = load_embedder("auto", device="cpu")
+    assert embedder.name == "efficientnet-lite0"
+    assert embedder.dimension == 1280
+    assert embedder.notice is not None
+    assert "CLIP" in embedder.notice
+    assert "EfficientNet-Lite0" in embedder.notice
+    assert_unit_rows(embedder.embed_images(IMAGES[:1]), 1, 1280)
+
+
+@pytest.mark.usefixtures("offline_without_clip")
+def test_named_clip_without_weights_offline_says_what_to_do() -> None:
+    with pytest.raises(ModelLoadError, match="VAD_MODEL_WEIGHTS"):
+        load_embedder("ViT-B-32:openai", device="cpu")
+
+
+def test_unknown_architecture() -> None:
+    with pytest.raises(ModelLoadError, match="NoSuchNet"):
+        load_embedder("NoSuchNet:openai", device="cpu")
+    with pytest.raises(ModelLoadError, match="NoSuchNet"):
+        OpenClipEmbedder("NoSuchNet", "laion")
+    with pytest.raises(ModelLoadError, match="arch:tag"):
+        load_embedder("NoSuchNet", device="cpu")
+
+
+def test_unknown_pretrained_tag_lists_the_known_ones() -> None:
+    with pytest.raises(ModelLoadError, match="openai"):
+        load_embedder("ViT-B-32:no-such-tag", device="cpu")
+
+
+def test_normalise() -> None:
+    vectors = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, [[0.6, 0.8], [0.0, 0.0]])

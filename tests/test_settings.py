@@ -1,0 +1,165 @@
+"""core.settings: VAD_* variables, validation errors that name the variable, masked secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_run_everything_embedded() -> None:
+    settings = load_settings(env={})
+    assert settings.data_dir == Path("data")
+    assert settings.model == "auto"
+    assert settings.device == "auto"
+    assert settings.s3_bucket == "vad-images"
+    assert not settings.uses_s3
+    assert not settings.uses_qdrant_server
+    assert settings.max_file_bytes == 64 * 1024 * 1024
+
+
+def test_every_variable_is_parsed(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"not really weights")
+    env = {
+        "VAD_DATA_DIR": str(tmp_path / "data"),
+        "VAD_QDRANT_URL": "http://qdrant:6333",
+        "VAD_QDRANT_API_KEY": "qdrant-secret",
+        "VAD_S3_ENDPOINT": "https://s3.example.com",
+        "VAD_S3_ACCESS_KEY": "AKIA-ACCESS",
+        "VAD_S3_SECRET_KEY": "s3-secret",
+        "VAD_S3_BUCKET": "my-bucket",
+        "VAD_S3_SECURE": "false",
+        "VAD_MODEL": "ViT-B-16:laion2b_s34b_b88k",
+        "VAD_MODEL_WEIGHTS": str(weights),
+        "VAD_DEVICE": "cuda:1",
+        "VAD_BATCH_SIZE": "8",
+        "NOT_OURS": "ignored",
+    }
+    settings = load_settings(env=env)
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.qdrant_url == "http://qdrant:6333"
+    assert settings.qdrant_api_key is not None
+    assert settings.qdrant_api_key.get_secret_value() == "qdrant-secret"
+    assert settings.s3_endpoint == "https://s3.example.com"
+    assert settings.s3_access_key == "AKIA-ACCESS"
+    assert settings.s3_secret_key is not None
+    assert settings.s3_secret_key.get_secret_value() == "s3-secret"
+    assert settings.s3_bucket == "my-bucket"
+    assert settings.s3_secure is False
+    assert settings.model == "ViT-B-16:laion2b_s34b_b88k"
+    assert settings.model_weights == weights
+    assert settings.device == "cuda:1"
+    assert settings.batch_size == 8
+    assert settings.uses_s3
+    assert settings.uses_qdrant_server
+
+
+@pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("no", False), ("0", False)])
+def test_s3_secure_accepts_boolean_words(text: str, expected: bool) -> None:
+    assert load_settings(env={"VAD_S3_SECURE": text}).s3_secure is expected
+
+
+def test_reads_the_process_environment_and_keyword_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VAD_MODEL", "efficientnet-lite0")
+    monkeypatch.setenv("VAD_DEVICE", "cpu")
+    settings = load_settings(data_dir=tmp_path, model="tiny:random")
+    assert settings.model == "tiny:random"  # the override wins
+    assert settings.device == "cpu"  # from os.environ
+    assert settings.data_dir == tmp_path
+
+
+def test_blank_server_settings_mean_embedded() -> None:
+    settings = load_settings(env={"VAD_QDRANT_URL": "  ", "VAD_S3_ENDPOINT": ""})
+    assert not settings.uses_qdrant_server
+    assert not settings.uses_s3
+
+
+def test_qdrant_memory_mode_is_accepted() -> None:
+    assert load_settings(env={"VAD_QDRANT_URL": ":memory:"}).qdrant_url == ":memory:"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"VAD_S3_SECURE": "maybe"}, "VAD_S3_SECURE"),
+        ({"VAD_QDRANT_URL": "ftp://x"}, "VAD_QDRANT_URL"),
+        ({"VAD_QDRANT_URL": "qdrant:6333"}, "VAD_QDRANT_URL"),
+        ({"VAD_DEVICE": "tpu"}, "VAD_DEVICE"),
+        ({"VAD_S3_ENDPOINT": "127.0.0.1:9000"}, "VAD_S3_ACCESS_KEY"),
+        ({"VAD_S3_ENDPOINT": "127.0.0.1:9000", "VAD_S3_ACCESS_KEY": "a"}, "VAD_S3_SECRET_KEY"),
+        (
+            {"VAD_S3_ENDPOINT": "http://h:9000/path", "VAD_S3_ACCESS_KEY": "a", "VAD_S3_SECRET_KEY": "b"},
+            "VAD_S3_ENDPOINT",
+        ),
+        ({"VAD_MODEL_WEIGHTS": "/definitely/missing/weights.pt"}, "VAD_MODEL_WEIGHTS"),
+        ({"VAD_MODEL": "   "}, "VAD_MODEL"),
+        ({"VAD_BATCH_SIZE": "0"}, "VAD_BATCH_SIZE"),
+        ({"VAD_BATCH_SIZE": "many"}, "VAD_BATCH_SIZE"),
+        ({"VAD_MAX_PIXELS": "-1"}, "VAD_MAX_PIXELS"),
+        ({"VAD_PHASH_THRESHOLD": "65"}, "VAD_PHASH_THRESHOLD"),
+    ],
+)
+def test_invalid_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env=env)
+
+
+def test_s3_endpoint_without_keys_names_both_variables() -> None:
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(env={"VAD_S3_ENDPOINT": "127.0.0.1:9000"})
+    message = str(excinfo.value)
+    assert "VAD_S3_ACCESS_KEY" in message
+    assert "VAD_S3_ENDPOINT" in message
+
+
+def test_several_errors_are_reported_together() -> None:
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(env={"VAD_DEVICE": "tpu", "VAD_BATCH_SIZE": "0"})
+    assert "VAD_DEVICE" in str(excinfo.value)
+    assert "VAD_BATCH_SIZE" in str(excinfo.value)
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+@pytest.mark.parametrize("variable", ["VAD_MODEL_WEIGHTS", "VAD_S3_SECURE"])
+def test_blank_optional_variables_are_unset(variable: str) -> None:
+    settings = load_settings(env={variable: ""})
+    assert getattr(settings, variable.removeprefix("VAD_").lower()) is None
+
+
+def test_describe_masks_secrets() -> None:
+    settings = load_settings(
+        env={
+            "VAD_QDRANT_URL": "https://qdrant.example.com",
+            "VAD_QDRANT_API_KEY": "qdrant-top-secret",
+            "VAD_S3_ENDPOINT": "s3.example.com:9000",
+            "VAD_S3_ACCESS_KEY": "visible-access-key",
+            "VAD_S3_SECRET_KEY": "s3-top-secret",
+            "VAD_ADMIN_PASSWORD": "admin-top-secret",
+            "VAD_COOKIE_KEY": "cookie-top-secret",
+        }
+    )
+    shown = settings.describe()
+    text = repr(shown) + repr(settings) + str(settings)
+    assert "qdrant-top-secret" not in text
+    assert "s3-top-secret" not in text
+    assert "admin-top-secret" not in text
+    assert "cookie-top-secret" not in text
+    assert shown["VAD_QDRANT_API_KEY"] == "********"
+    assert shown["VAD_S3_SECRET_KEY"] == "********"
+    assert shown["VAD_S3_ACCESS_KEY"] == "visible-access-key"
+    assert shown["VAD_S3_ENDPOINT"] == "s3.example.com:9000"
+    assert shown["VAD_S3_REGION"] == ""  # unset values are blank, not "None"
+    # one entry per setting, each named by its environment variable
+    assert set(shown) == {f"VAD_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_settings_are_immutable() -> None:
+    settings = load_settings(env={})
+    with pytest.raises(ValueError):
+        settings.model = "other"  # type: ignore[misc]
