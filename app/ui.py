@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
+from core import gallery
 from core.auth import UserStore
 from core.services import Services, open_services
 from core.settings import Settings, SettingsError, load_settings
@@ -79,6 +81,16 @@ def data_version() -> int:
 
 def bump_data_version() -> None:
     st.session_state["data_version"] = data_version() + 1
+
+
+@st.cache_data(show_spinner="Loading your images…", max_entries=16)
+def _listing(_services_id: int, user: str, version: int) -> pd.DataFrame:
+    return gallery.list_images(services(), user)
+
+
+def image_listing(user: str) -> pd.DataFrame:
+    """The user's images (payloads), cached until the collection changes."""
+    return _listing(id(services()), user, data_version())
 
 
 @st.cache_data(max_entries=5000, show_spinner=False)

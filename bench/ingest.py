@@ -32,25 +32,6 @@ def main() -> None:
     n = len(items)
     print(f"{n} files from {args.path}, model {args.model}")
 
-    with timer() as t_decode:
-        decoded = []
-        for item in items:
-            data = item.read()
-            sha256_hex(data)
-            image = decode(data)
-            phash_hex(image.image)
-            thumbnail_bytes(image)
-            decoded.append(image.image)
-    print(f"decode+hash+thumbnail: {n / t_decode[0]:.1f} images/s (1 thread)")
-
-    embedder = load_embedder(args.model, None, "cpu")
-    embedder.embed_images(decoded[:2])  # warm up
-    with timer() as t_embed:
-        for start in range(0, n, args.batch_size):
-            embedder.embed_images(decoded[start : start + args.batch_size])
-    print(f"embedding ({embedder.name}): {n / t_embed[0]:.1f} images/s")
-    del decoded
-
     with tempfile.TemporaryDirectory() as data_dir:
         settings = load_settings(data_dir=data_dir, model=args.model, device="cpu", batch_size=args.batch_size)
         services = open_services(settings)
@@ -63,7 +44,26 @@ def main() -> None:
     present = sum(r.status == "present" for r in again)
     print(f"end to end (store+embed+index): {n / t_total[0]:.1f} images/s ({stored} stored in {t_total[0]:.1f} s)")
     print(f"re-ingest of the same files: {n / t_again[0]:.1f} files/s ({present} reported present)")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    print(f"peak RSS after end to end: {peak_rss_mb():.0f} MB (model, index, pipeline)")
+
+    with timer() as t_decode:
+        decoded = []
+        for item in items:
+            data = item.read()
+            sha256_hex(data)
+            image = decode(data)
+            phash_hex(image.image)
+            thumbnail_bytes(image)
+            decoded.append(image.image)
+    print(f"decode+hash+thumbnail: {n / t_decode[0]:.1f} images/s (1 thread)")
+
+    embedder = load_embedder(args.model, None, "cpu")  # cached: the one the pipeline used
+    with timer() as t_embed:
+        for start in range(0, n, args.batch_size):
+            embedder.embed_images(decoded[start : start + args.batch_size])
+    print(f"embedding ({embedder.name}): {n / t_embed[0]:.1f} images/s")
+    del decoded
+    print(f"peak RSS after the stage timings: {peak_rss_mb():.0f} MB (holds all decoded images)")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,7 @@ services = ui.services()
 user = ui.scope_user()
 
 
-@st.cache_data(show_spinner="Loading your images…", max_entries=16)
-def _listing(_services_id: int, user: str, version: int):
-    return gallery.list_images(services, user)
-
-
-images = _listing(id(services), user, ui.data_version())
+images = ui.image_listing(user)
 st.title("Gallery")
 
 if images.empty:

@@ -11,6 +11,7 @@ from core.embed import TextSearchUnavailable
 services = ui.services()
 user = ui.scope_user()
 MODES = ["Text", "Stored image", "Upload an image"]
+MAX_PICKS = 100
 
 st.title("Search")
 if services.index.count(user) == 0:
@@ -54,23 +55,33 @@ try:
                 with st.spinner("Searching…"):
                     hits = search.by_text(services, user, text, limit, min_score or None)
     elif mode == "Stored image":
-        images = gallery.list_images(services, user).sort_values("filename")
-        names = dict(zip(images["id"], images["filename"], strict=True))
-        ids = list(names)
+        images = ui.image_listing(user)
         chosen = st.session_state.get("search_image_id")
-        index = ids.index(chosen) if chosen in names else 0
-        picked = st.selectbox(
-            "Image from your collection",
-            ids,
-            index=index,
-            format_func=names.get,
+        if chosen not in set(images["id"]):
+            chosen = images.sort_values("created_ts").iloc[-1]["id"]  # the newest image
+        query_col, pick_col = st.columns([1, 3], vertical_alignment="bottom")
+        name_filter = pick_col.text_input(
+            "Find another image by file name",
+            key="search_pick_filter",
             help="Or open an image in the Gallery and choose “Search similar”.",
         )
-        st.session_state["search_image_id"] = picked
-        row = images[images["id"] == picked].iloc[0].to_dict()
-        with st.columns(6)[0]:
-            ui.thumb_card(row, "query")
-        hits = search.by_image_id(services, user, picked, limit, min_score or None)
+        if name_filter.strip():
+            matches = gallery.filter_and_sort(images, name_filter, sort="Name A-Z").head(MAX_PICKS)
+            if matches.empty:
+                pick_col.caption("No file name matches.")
+            else:
+                names = dict(zip(matches["id"], matches["filename"], strict=True))
+                picked = pick_col.selectbox(
+                    f"{len(names)} match(es)", list(names), format_func=names.get, key="search_pick"
+                )
+                if picked and st.session_state.get("search_pick_used") != picked:
+                    st.session_state["search_pick_used"] = picked
+                    chosen = picked
+        st.session_state["search_image_id"] = chosen
+        row = images[images["id"] == chosen].iloc[0].to_dict()
+        with query_col:
+            ui.thumb_card(row, f"query: {ui.escape(row['filename'])}")
+        hits = search.by_image_id(services, user, chosen, limit, min_score or None)
     else:
         upload = st.file_uploader("An image to search with (it is not stored)", key="search_upload")
         if upload is not None:

@@ -163,6 +163,10 @@ def test_search_by_stored_image_upload_and_text(app_env):
     at.segmented_control(key="search_mode").set_value("Stored image")
     at.run()
     assert "**4** result(s)" in texts(at), "the query image itself must be excluded"
+    at.text_input(key="search_pick_filter").input("p3")
+    at.run()
+    assert "query: p3.png" in texts(at)
+    assert "p3.png" not in [m.value for m in at.markdown if "class='vad-score'" in m.value][0]
 
     at.segmented_control(key="search_mode").set_value("Upload an image")
     at.run()
