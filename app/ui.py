@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import streamlit as st
 
 from core import gallery
 from core.auth import UserStore
+from core.images import open_rgb
 from core.services import Services, open_services
 from core.settings import Settings, SettingsError, load_settings
 
@@ -74,31 +76,43 @@ def scope_user() -> str:
     return signed_in_user()
 
 
-def data_version() -> int:
-    """Bumped after every change to the collection so cached listings refresh."""
-    return st.session_state.setdefault("data_version", 0)
+@st.cache_resource
+def _versions() -> dict[str, int]:
+    """Per-user change counters shared by every session of this process."""
+    return {}
 
 
-def bump_data_version() -> None:
-    st.session_state["data_version"] = data_version() + 1
+def data_version(user: str) -> int:
+    return _versions().get(user, 0)
 
 
-@st.cache_data(show_spinner="Loading your images…", max_entries=16)
-def _listing(_services_id: int, user: str, version: int) -> pd.DataFrame:
+def bump_data_version(user: str | None = None) -> None:
+    """Call after changing a user's images (default: the user in scope) so listings refresh."""
+    user = user or scope_user()
+    _versions()[user] = data_version(user) + 1
+
+
+@st.cache_resource(show_spinner="Loading your images…", max_entries=16)
+def _listing(_services_id: int, user: str, version: int, count: int) -> pd.DataFrame:
     return gallery.list_images(services(), user)
 
 
 def image_listing(user: str) -> pd.DataFrame:
-    """The user's images (payloads), cached until the collection changes."""
-    return _listing(id(services()), user, data_version())
+    """The user's images (payloads), cached until the collection changes. Shared: do not mutate."""
+    # The count also catches changes made by other processes (the CLI, other app replicas).
+    return _listing(id(services()), user, data_version(user), services().index.count(user))
 
 
 @st.cache_data(max_entries=5000, show_spinner=False)
 def _thumbnail(_services_id: int, key: str) -> bytes | None:
+    """Thumbnail as JPEG: st.image re-encodes WebP on every run, JPEG it passes through."""
     try:
-        return services().store.get(key)
+        image = open_rgb(services().store.get(key))
     except Exception:
         return None
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 def thumbnail(key: str) -> bytes | None:
@@ -142,7 +156,10 @@ def card_grid(
 def thumb_card(row: dict[str, Any], caption: str) -> None:
     """The thumbnail in a fixed square frame, with a caption under it."""
     data = thumbnail(row.get("thumbnail_key", ""))
-    st.image(data if data else missing_image(), width="stretch")
+    if data:
+        st.image(data, width="stretch", output_format="JPEG")
+    else:
+        st.image(missing_image(), width="stretch")
     st.markdown(
         f"<div class='vad-caption' title='{escape(row.get('filename', ''))}'>{caption}</div>", unsafe_allow_html=True
     )

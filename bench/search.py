@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import tempfile
 import uuid
@@ -89,6 +90,8 @@ def core_timings(services: Services, user: str, ids: list[str], queries: int) ->
 
 def page_timings(data_dir: Path, user: str, ids: list[str], queries: int) -> None:
     from streamlit.testing.v1 import AppTest
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
 
     UserStore(data_dir).add(user, "bench-password-1")
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=300)

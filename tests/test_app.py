@@ -166,7 +166,7 @@ def test_search_by_stored_image_upload_and_text(app_env):
     at.text_input(key="search_pick_filter").input("p3")
     at.run()
     assert "query: p3.png" in texts(at)
-    assert "p3.png" not in [m.value for m in at.markdown if "class='vad-score'" in m.value][0]
+    assert "p3.png" not in next(m.value for m in at.markdown if "class='vad-score'" in m.value)
 
     at.segmented_control(key="search_mode").set_value("Upload an image")
     at.run()

@@ -148,6 +148,8 @@ def test_register_upload_search_open_sign_out(app_url, tmp_path):
         expect(page.get_by_text("photo0-copy.jpg").first).to_be_visible()
         page.get_by_role("button", name="Add to collection").click()
         expect(page.get_by_text("look like images you already had")).to_be_visible()
+        expect(page.get_by_text("stored: photo0.png")).to_be_visible()
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=ARTIFACTS / "02-upload-near-duplicate.png", full_page=True)
 
         # Search by text and open a result.
@@ -155,6 +157,7 @@ def test_register_upload_search_open_sign_out(app_url, tmp_path):
         page.get_by_label("Describe what you are looking for").fill("a colourful pattern")
         page.keyboard.press("Enter")
         expect(page.get_by_text("result(s), most similar first")).to_be_visible()
+        expect(page.get_by_role("button", name="Open")).to_have_count(5)
         page.screenshot(path=ARTIFACTS / "03-search.png", full_page=True)
         page.get_by_role("button", name="Open").first.click()
         dialog = page.get_by_role("dialog")
