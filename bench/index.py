@@ -1,6 +1,6 @@
 """Embedded vector index at scale: upserts/s, user-filtered top-10 latency, reopen time.
 
-    python -m bench.index [--points 100000] [--dim 512] [--users 5]
+python -m bench.index [--points 100000] [--dim 512] [--users 5]
 """
 
 from __future__ import annotations

@@ -59,11 +59,19 @@ def populate(services: Services, users: list[str], per_user: int, dim: int) -> l
             for i in range(size):
                 point = str(uuid.uuid4())
                 payload = {
-                    "user": user, "filename": f"{user}_{start + i:05d}.jpg", "sha256": uuid.uuid4().hex * 2,
-                    "phash": f"{rng.integers(0, 2**63):016x}", "width": 640, "height": 480, "bytes": 120_000,
-                    "format": "JPEG", "created_at": now.isoformat(timespec="seconds"),
-                    "created_ts": now.timestamp(), "original_key": image_key(user, point, "jpg"),
-                    "thumbnail_key": thumbnail_key(user, point), "tags": [],
+                    "user": user,
+                    "filename": f"{user}_{start + i:05d}.jpg",
+                    "sha256": uuid.uuid4().hex * 2,
+                    "phash": f"{rng.integers(0, 2**63):016x}",
+                    "width": 640,
+                    "height": 480,
+                    "bytes": 120_000,
+                    "format": "JPEG",
+                    "created_at": now.isoformat(timespec="seconds"),
+                    "created_ts": now.timestamp(),
+                    "original_key": image_key(user, point, "jpg"),
+                    "thumbnail_key": thumbnail_key(user, point),
+                    "tags": [],
                 }
                 records.append(ImageRecord(point, payload, vectors[i].astype(np.float32)))
                 if u == 0:

@@ -37,6 +37,8 @@ def hash_password(password: str) -> str:
 
 
 def check_password_strength(password: str) -> None:
+    if password != password.strip():
+        raise UserError("the password cannot start or end with a space")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
 
@@ -77,14 +79,16 @@ class UserStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / USERS_FILE
         self._lock = threading.RLock()
-        self._mtime: float | None = None
+        self._mtime: tuple[int, int, int] | None = None
         self.credentials: dict[str, Any] = self._read()
 
-    def _stat(self) -> float | None:
+    def _stat(self) -> tuple[int, int, int] | None:
+        """A fingerprint of the file: a rewrite (atomic rename) changes inode, size or mtime."""
         try:
-            return self.path.stat().st_mtime_ns
+            info = self.path.stat()
         except FileNotFoundError:
             return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
 
     def _read(self) -> dict[str, Any]:
         self._mtime = self._stat()
@@ -131,12 +135,14 @@ class UserStore:
         ]
 
     def add(self, username: str, password: str, *, admin: bool = False, name: str = "", email: str = "") -> None:
-        check_user(username)
+        """Create an account; names are stored lower-case, as the sign-in form matches them."""
+        username = check_user(username).lower()
         check_password_strength(password)
         if email and not _EMAIL_RE.match(email):
             raise UserError(f"{email!r} is not an e-mail address")
         with self._lock:
-            if self.exists(username):
+            # The sign-in library lower-cases names, so names differing only in case would merge.
+            if username.lower() in {name.lower() for name in self.users}:
                 raise UserError(f"user {username!r} exists already")
             self.users[username] = {
                 "name": name or username,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from core.hashing import phash_hex
@@ -66,9 +67,13 @@ def filter_and_sort(
     if text.strip():
         selected = selected[selected["filename"].str.contains(text.strip(), case=False, regex=False, na=False)]
     if tag:
-        selected = selected[selected["tags"].apply(lambda tags: tag in tags)]
+        selected = selected.loc[np.array([tag in tags for tags in selected["tags"]], dtype=bool)]
     column, ascending = SORTS.get(sort, SORTS["Newest first"])
-    return selected.sort_values([column, "filename"], ascending=[ascending, True], kind="stable")
+    return selected.sort_values([column, "filename"], ascending=[ascending, True], kind="stable", key=_case_insensitive)
+
+
+def _case_insensitive(values: pd.Series) -> pd.Series:
+    return values.str.lower() if values.name == "filename" else values
 
 
 def paginate(images: pd.DataFrame, number: int, per_page: int) -> Page:
@@ -82,7 +87,7 @@ def normalise_tags(text: str) -> list[str]:
     """Comma-separated tags, trimmed, lower-cased, de-duplicated, in order."""
     seen: dict[str, None] = {}
     for part in text.split(","):
-        tag = " ".join(part.strip().lower().split())[:40]
+        tag = " ".join(part.strip().lower().split())[:40].strip()
         if tag:
             seen[tag] = None
     return list(seen)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import uuid
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 import core.images  # noqa: F401  (registers the HEIF opener/saver with Pillow)
 from core.storage import LocalStore, ObjectStore, S3Store
+
+if TYPE_CHECKING:
+    from core.services import Services
 
 REAL_PHOTOS = Path("/work/shared/datasets/imagenet-sample/images")
 
@@ -123,3 +129,30 @@ def list_keys(store: ObjectStore) -> set[str]:
     if isinstance(store, S3Store):
         return {o.object_name for o in store.client.list_objects(store.bucket, recursive=True)}
     raise TypeError(f"cannot list {type(store).__name__}")
+
+
+# --- services over a temporary data folder (gallery, search and upload tests) -------------------
+
+
+@contextlib.contextmanager
+def tiny_services(data_dir: Path, **overrides: object) -> Iterator[Services]:
+    """Real Services (local store, embedded index, tiny random CLIP on the CPU) under ``data_dir``."""
+    from core.services import open_services
+    from core.settings import load_settings
+
+    settings = load_settings(data_dir=data_dir, model="tiny:random", device="cpu", **overrides)
+    services = open_services(settings)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def ingest_files(services: Services, user: str, files: dict[str, bytes]) -> dict[str, str]:
+    """Ingest ``files`` (name -> bytes) for ``user``; every one must be stored. Returns name -> image id."""
+    from core.sources import IngestItem
+
+    items = [IngestItem(path=name, read=lambda data=data: data, size=len(data)) for name, data in files.items()]
+    results = services.ingestor().ingest(items, user)
+    assert [(r.path, r.status) for r in results] == [(name, "stored") for name in files], results
+    return {r.path: r.image_id for r in results if r.image_id}

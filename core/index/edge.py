@@ -155,7 +155,7 @@ class EdgeIndex(VectorIndex):
     def counts_by_user(self) -> dict[str, int]:
         with self._lock:
             response = self.shard.facet(FacetRequest(key="user", limit=100_000, exact=True))
-        return {str(hit.value): int(hit.count) for hit in response.hits}
+        return {str(hit.value): int(hit.count) for hit in response.hits if hit.count}
 
     def describe(self) -> str:
         return f"embedded Qdrant (qdrant-edge) at {self.path}"

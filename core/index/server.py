@@ -163,7 +163,7 @@ class ServerIndex(VectorIndex):
 
     def counts_by_user(self) -> dict[str, int]:
         response = self._call("facet", key="user", limit=100_000, exact=True)
-        return {str(hit.value): int(hit.count) for hit in response.hits}
+        return {str(hit.value): int(hit.count) for hit in response.hits if hit.count}
 
     def describe(self) -> str:
         where = "in-memory (test mode)" if self.url == ":memory:" else self.url

@@ -19,7 +19,7 @@ class ObjectNotFound(StorageError, KeyError):
 
 def check_user(user: str) -> str:
     """User names become key prefixes and payload values: letters, digits, '.', '_', '@', '-'."""
-    if not isinstance(user, str) or not _USER_RE.match(user):
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
         raise ValueError(
             f"invalid user name {user!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
