@@ -48,8 +48,13 @@ def sidebar() -> None:
             st.markdown("Text search: " + ("available" if embedder.supports_text else "**off** (needs CLIP)"))
             st.markdown(f"**Images** {ui.escape(services.store.describe())}")
             st.markdown(f"**Index** {ui.escape(services.index.describe())}")
+            if embedder.notice:
+                st.caption(embedder.notice)
         if embedder.notice:
-            st.warning(embedder.notice, icon=":material/info:")
+            st.warning(
+                f"Fallback model {embedder.name}: text search is off. Details under “Model and storage”.",
+                icon=":material/info:",
+            )
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
         authenticator.logout("Sign out", location="sidebar", key="sign_out")

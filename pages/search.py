@@ -59,7 +59,7 @@ try:
         chosen = st.session_state.get("search_image_id")
         if chosen not in set(images["id"]):
             chosen = images.sort_values("created_ts").iloc[-1]["id"]  # the newest image
-        query_col, pick_col = st.columns([1, 3], vertical_alignment="bottom")
+        query_col, pick_col = st.columns([1, 5], vertical_alignment="bottom")
         name_filter = pick_col.text_input(
             "Find another image by file name",
             key="search_pick_filter",
