@@ -1,6 +1,7 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, users. Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
+Commands: ingest, info, duplicates, anomalies, users.
+Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
 configuration error.
 """
 
@@ -54,6 +55,23 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
     info.set_defaults(handler=_info)
+
+    duplicates = commands.add_parser("duplicates", help="duplicate clusters of a user's images")
+    duplicates.add_argument("--user", required=True)
+    duplicates.add_argument("--level", choices=["exact", "near", "semantic", "all"], default="all")
+    duplicates.add_argument("--near-threshold", type=int, default=None, help="pHash bits (default VAD_PHASH_THRESHOLD)")
+    duplicates.add_argument("--semantic-threshold", type=float, default=None, help="cosine (default: per model)")
+    duplicates.add_argument("--format", choices=["json", "csv"], default="json")
+    duplicates.set_defaults(handler=_duplicates)
+
+    anomalies = commands.add_parser("anomalies", help="anomaly scores and quality issues of a user's images")
+    anomalies.add_argument("--user", required=True)
+    anomalies.add_argument("--method", choices=["knn", "lof", "iforest"], default="knn")
+    anomalies.add_argument("--k", type=_positive_int, default=10, help="neighbours for knn and lof")
+    anomalies.add_argument("--checks", action="store_true", help="include the image-quality checks")
+    anomalies.add_argument("--top", type=_positive_int, default=None, help="only the N most anomalous")
+    anomalies.add_argument("--format", choices=["json", "csv"], default="json")
+    anomalies.set_defaults(handler=_anomalies)
 
     users = commands.add_parser("users", help="manage the app's users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -128,6 +146,47 @@ def _ingest(args: argparse.Namespace) -> int:
         file=sys.stderr if args.json else sys.stdout,
     )
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    from core.duplicates import LEVELS, clusters_frame, duplicate_report
+
+    check_user(args.user)
+    levels = LEVELS if args.level == "all" else (args.level,)
+    services = _open()
+    try:
+        clusters = duplicate_report(services, args.user, levels, args.near_threshold, args.semantic_threshold)
+        if args.format == "csv":
+            from core.collection import load_collection
+
+            frame = clusters_frame(clusters, load_collection(services, args.user).images)
+            sys.stdout.write(frame.to_csv(index=False))
+        else:
+            print(json.dumps([c.to_dict() for c in clusters], indent=2))
+    finally:
+        services.close()
+    return EXIT_OK
+
+
+def _anomalies(args: argparse.Namespace) -> int:
+    from core.anomalies import anomaly_report
+    from core.cache import ResultCache
+
+    check_user(args.user)
+    services = _open()
+    try:
+        cache = ResultCache(services.settings.data_dir / "cache")
+        report = anomaly_report(services, args.user, args.method, args.k, args.checks, cache=cache)
+    finally:
+        services.close()
+    report = report.drop(columns=["thumbnail_key"], errors="ignore")
+    if args.top:
+        report = report.head(args.top)
+    if args.format == "csv":
+        sys.stdout.write(report.to_csv(index=False))
+    else:
+        sys.stdout.write(report.to_json(orient="records", indent=2) + "\n")
+    return EXIT_OK
 
 
 def _user_store():

@@ -17,9 +17,10 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from core.embed import Embedder
-from core.hashing import phash_hex, sha256_hex
+from core.hashing import phash_hex, pixel_sha256, sha256_hex
 from core.images import DecodedImage, ImageLimits, ImageRejected, check_size, decode, thumbnail_bytes
 from core.index import ImageRecord, VectorIndex, image_id
+from core.quality import image_stats
 from core.sources import IngestItem
 from core.storage import ObjectStore, check_user, image_key, thumbnail_key
 
@@ -53,6 +54,8 @@ class _Candidate:
     image_id: str
     decoded: DecodedImage | None = None
     phash: str = ""
+    pixel_sha256: str = ""
+    quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes = b""
     keys: list[str] = field(default_factory=list)
 
@@ -170,6 +173,8 @@ class Ingestor:
         decoded = decode(candidate.data, self.limits)
         candidate.decoded = decoded
         candidate.phash = phash_hex(decoded.image)
+        candidate.pixel_sha256 = pixel_sha256(decoded.image)
+        candidate.quality = image_stats(decoded.image)
         candidate.thumbnail = thumbnail_bytes(decoded)
         return candidate
 
@@ -264,6 +269,8 @@ class Ingestor:
             "source_path": candidate.item.path,
             "sha256": candidate.sha256,
             "phash": candidate.phash,
+            "pixel_sha256": candidate.pixel_sha256,
+            "quality": candidate.quality,
             "width": decoded.width,
             "height": decoded.height,
             "bytes": len(candidate.data),

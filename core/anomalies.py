@@ -1,0 +1,155 @@
+"""Anomaly scores: images unlike the rest of the collection, plus image-quality checks.
+
+Methods share one shape (imagededup-style, chosen by name): ``scores(vectors, k)`` returns one
+number per image, higher = more unusual. Images are flagged above a Tukey fence (Q3 + 1.5 IQR) of
+their collection's scores.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor
+
+from core.cache import ResultCache
+from core.collection import Collection, load_collection
+from core.neighbors import knn
+from core.quality import CHECKS, run_checks
+from core.reviews import ANOMALY_REVIEWS
+from core.services import Services
+
+DEFAULT_K = 10
+
+
+class AnomalyMethod(ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+        """One score per row of ``vectors``; higher = more anomalous."""
+
+
+METHODS: dict[str, AnomalyMethod] = {}
+
+
+def register(cls: type[AnomalyMethod]) -> type[AnomalyMethod]:
+    METHODS[cls.name] = cls()
+    return cls
+
+
+@register
+class KnnDistance(AnomalyMethod):
+    name, label = "knn", "k-NN distance"
+    description = "mean cosine distance to the k most similar images"
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+        _, similarities = knn(vectors, min(k, len(vectors) - 1))
+        return (1.0 - similarities).mean(axis=1)
+
+
+@register
+class LocalOutlier(AnomalyMethod):
+    name, label = "lof", "Local Outlier Factor"
+    description = "density of an image's neighbourhood compared with its neighbours' (scikit-learn)"
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+        k = min(k, len(vectors) - 1)
+        indices, similarities = knn(vectors, k)
+        n = len(vectors)
+        distances = np.clip(1.0 - similarities, 1e-9, None)  # sparse graphs drop exact zeros
+        graph = csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+        model = LocalOutlierFactor(n_neighbors=k, metric="precomputed")
+        model.fit(graph)
+        return -model.negative_outlier_factor_
+
+
+@register
+class IsolationForestMethod(AnomalyMethod):
+    name, label = "iforest", "Isolation Forest"
+    description = "how quickly random splits isolate an image (scikit-learn, on 50 PCA components)"
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+        components = min(50, vectors.shape[1], len(vectors))
+        reduced = PCA(n_components=components, random_state=0).fit_transform(vectors)
+        model = IsolationForest(n_estimators=200, random_state=0).fit(reduced)
+        return -model.score_samples(reduced)
+
+
+def tukey_threshold(scores: np.ndarray) -> float:
+    q1, q3 = np.percentile(scores, [25, 75])
+    return float(q3 + 1.5 * (q3 - q1))
+
+
+def detect_anomalies(
+    collection: Collection, method: str = "knn", k: int = DEFAULT_K, checks: bool = True
+) -> pd.DataFrame:
+    """One row per image, most anomalous first: ``anomaly_score``, ``is_anomaly``, the quality
+    checks' ``<check>_score`` / ``is_<check>_issue`` columns and a readable ``reasons``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    images = collection.images
+    columns = ["id", "filename", "width", "height", "bytes", "thumbnail_key", "created_at"]
+    frame = images.reindex(columns=columns).copy()
+    if len(images) >= 3:
+        scores = METHODS[method].scores(collection.vectors, k)
+        threshold = tukey_threshold(scores)
+    else:  # too few images to say what is unusual
+        scores, threshold = np.zeros(len(images)), np.inf
+    frame["anomaly_score"] = np.round(scores, 5)
+    frame["anomaly_threshold"] = threshold
+    frame["is_anomaly"] = scores > threshold
+    issue_columns: list[str] = []
+    if checks and len(images):
+        quality = run_checks(images)
+        frame = pd.concat([frame, quality], axis=1)
+        issue_columns = [f"is_{name}_issue" for name in CHECKS]
+    frame["reasons"] = [_reasons(row, issue_columns) for row in frame.itertuples(index=False)]
+    return frame.sort_values("anomaly_score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def attach_reviews(report: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """The current review of each image (``confirmed``, ``normal`` or empty) as a ``review`` column."""
+    reviews = images.set_index("id")["anomaly_review"] if "anomaly_review" in images else pd.Series(dtype=object)
+    out = report.copy()
+    out["review"] = out["id"].map(reviews).where(lambda r: r.isin(ANOMALY_REVIEWS), "")
+    return out
+
+
+def anomaly_report(
+    services: Services,
+    user: str,
+    method: str = "knn",
+    k: int = DEFAULT_K,
+    checks: bool = True,
+    cache: ResultCache | None = None,
+) -> pd.DataFrame:
+    """The report the Anomalies page and ``python -m core anomalies`` show (cached on disk)."""
+    collection = load_collection(services, user)
+    key = {
+        "fingerprint": collection.fingerprint,
+        "model": services.embedder.name,
+        "method": method,
+        "k": k,
+        "checks": checks,
+        "version": 1,
+    }
+    if cache is None:
+        report = detect_anomalies(collection, method, k, checks)
+    else:
+        report = cache.get_or_compute("anomalies", user, key, lambda: detect_anomalies(collection, method, k, checks))
+    return attach_reviews(report, collection.images)
+
+
+def _reasons(row: tuple, issue_columns: list[str]) -> str:
+    values = row._asdict()
+    reasons = ["unlike the rest of the collection"] if values["is_anomaly"] else []
+    reasons += [CHECKS[c[3:-6]].label.lower() for c in issue_columns if values.get(c)]
+    return ", ".join(reasons)
