@@ -69,6 +69,10 @@ pages = {
         st.Page(ui.PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", default=True),
         st.Page(ui.PAGES / "search.py", title="Search", icon=":material/search:"),
     ],
+    "Review": [
+        st.Page(ui.PAGES / "duplicates.py", title="Duplicates", icon=":material/content_copy:"),
+        st.Page(ui.PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
+    ],
     "Account": [st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:")],
 }
 if ui.is_admin():

@@ -153,3 +153,20 @@ def _reasons(row: tuple, issue_columns: list[str]) -> str:
     reasons = ["unlike the rest of the collection"] if values["is_anomaly"] else []
     reasons += [CHECKS[c[3:-6]].label.lower() for c in issue_columns if values.get(c)]
     return ", ".join(reasons)
+
+
+UNUSUAL = "unusual"
+
+
+def filter_report(report: pd.DataFrame, show: list[str] | None = None, reviewed: bool = True) -> pd.DataFrame:
+    """Rows flagged by any of ``show`` (``"unusual"`` and/or check names; None: any flag), optionally
+    without the ones already reviewed."""
+    selected = show if show is not None else [UNUSUAL, *CHECKS]
+    mask = pd.Series(False, index=report.index)
+    for name in selected:
+        column = "is_anomaly" if name == UNUSUAL else f"is_{name}_issue"
+        if column in report:
+            mask |= report[column].fillna(False).astype(bool)
+    if not reviewed:
+        mask &= report["review"].fillna("") == ""
+    return report[mask]
