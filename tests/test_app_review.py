@@ -1,0 +1,101 @@
+"""The Duplicates and Anomalies pages through AppTest."""
+
+from __future__ import annotations
+
+import pytest
+from apptest_helpers import jpeg_variant, new_app, open_page, png, sign_in, signed_in_app, texts, upload
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VAD_MODEL", "tiny:random")
+    return tmp_path / "data"
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.main.metric if m.label == label)
+
+
+def _with_near_duplicates(app_env, user: str):
+    at = open_page(signed_in_app(app_env, user), "upload")
+    original = png(1, (200, 150))
+    upload(
+        at,
+        [
+            ("original.png", original),
+            ("copy.jpg", jpeg_variant(original, 0.9, 80)),
+            ("other.png", png(2)),
+            ("third.png", png(3)),
+        ],
+    )
+    return open_page(at, "duplicates")
+
+
+def test_new_user_sees_empty_states(app_env):
+    at = signed_in_app(app_env, "newbie")
+    assert "No images yet" in texts(open_page(at, "duplicates"))
+    assert "Not enough images yet" in texts(open_page(at, "anomalies"))
+
+
+def test_duplicates_page_shows_a_cluster_with_its_keeper_and_deletes_the_rest(app_env):
+    at = _with_near_duplicates(app_env, "dana")
+    assert not at.exception
+    assert _metric(at, "Clusters") == "1" and _metric(at, "Would be deleted") == "1"
+    assert "**Cluster 1** · near · 2 images" in texts(at)
+    assert "KEEP</b> · original.png" in texts(at), "the larger original is the keeper"
+    assert "Keeper: most pixels (200×150)" in texts(at)
+    assert at.button(key="dup_bulk").disabled, "bulk delete needs the confirmation"
+    at.button(key="dup_del_1").click()
+    at.run()
+    assert "No duplicates at these settings" in texts(at)
+    assert "**3** image(s)" in texts(open_page(at, "gallery"))
+
+
+def test_not_duplicates_is_remembered(app_env):
+    at = _with_near_duplicates(app_env, "eric")
+    at.button(key="dup_not_1").click()
+    at.run()
+    assert "No duplicates at these settings" in texts(at)
+    again = sign_in(new_app(), "eric")  # a new session: the decision comes from the index
+    assert "No duplicates at these settings" in texts(open_page(again, "duplicates"))
+
+
+def test_bulk_delete_after_confirmation_and_thresholds(app_env):
+    at = _with_near_duplicates(app_env, "fay")
+    at.pills(key="dup_levels").set_value(["exact", "near"])
+    at.slider(key="dup_near").set_value(0)
+    at.run()
+    assert "No duplicates at these settings" in texts(at), "distance 0 only matches identical hashes"
+    at.slider(key="dup_near").set_value(8)
+    at.run()
+    at.checkbox(key="dup_bulk_confirm").check()
+    at.run()
+    at.button(key="dup_bulk").click()
+    at.run()
+    assert "No duplicates at these settings" in texts(at)
+    assert "copy.jpg" not in texts(open_page(at, "gallery"))
+
+
+def test_anomalies_page_ranks_reviews_and_filters(app_env):
+    at = open_page(signed_in_app(app_env, "gus"), "upload")
+    upload(at, [(f"p{i}.png", png(40 + i)) for i in range(12)])
+    open_page(at, "anomalies")
+    assert not at.exception
+    assert at.get("plotly_chart"), "the score histogram is shown"
+    flagged = next(m.value for m in at.markdown if "flagged image(s)" in m.value)
+    assert flagged.startswith("**")
+    cards = [b.key.removeprefix("anom_confirm_") for b in at.button if b.key and b.key.startswith("anom_confirm_")]
+    assert cards, "images with flags are listed"
+    at.button(key=f"anom_confirm_{cards[0]}").click()
+    at.run()
+    assert "confirmed" in texts(at)
+    at.toggle(key="anom_reviewed").set_value(False)
+    at.run()
+    remaining = [b.key for b in at.button if b.key and b.key.startswith("anom_confirm_")]
+    assert f"anom_confirm_{cards[0]}" not in remaining, "reviewed images can be hidden"
+    at.selectbox(key="anom_method").set_value("iforest")
+    at.run()
+    assert not at.exception
