@@ -25,6 +25,7 @@ from core.reviews import ANOMALY_REVIEWS
 from core.services import Services
 
 DEFAULT_K = 10
+MIN_IMAGES = 3  # fewer images: nothing can be unlike "the rest"
 
 
 class AnomalyMethod(ABC):
@@ -61,11 +62,14 @@ class LocalOutlier(AnomalyMethod):
     description = "density of an image's neighbourhood compared with its neighbours' (scikit-learn)"
 
     def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-        k = min(k, len(vectors) - 1)
-        indices, similarities = knn(vectors, k)
         n = len(vectors)
+        k = min(k, n - 2)
+        # scikit-learn asks a precomputed graph for k + 1 neighbours of each training sample (it
+        # expects the sample itself among them and drops it, or drops the farthest when it's absent).
+        width = k + 1
+        indices, similarities = knn(vectors, width)
         distances = np.clip(1.0 - similarities, 1e-9, None)  # sparse graphs drop exact zeros
-        graph = csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+        graph = csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * width + 1, width)), shape=(n, n))
         model = LocalOutlierFactor(n_neighbors=k, metric="precomputed")
         model.fit(graph)
         return -model.negative_outlier_factor_
@@ -98,7 +102,7 @@ def detect_anomalies(
     images = collection.images
     columns = ["id", "filename", "width", "height", "bytes", "thumbnail_key", "created_at"]
     frame = images.reindex(columns=columns).copy()
-    if len(images) >= 3:
+    if len(images) >= MIN_IMAGES:
         scores = METHODS[method].scores(collection.vectors, k)
         threshold = tukey_threshold(scores)
     else:  # too few images to say what is unusual
