@@ -72,6 +72,7 @@ pages = {
     "Review": [
         st.Page(ui.PAGES / "duplicates.py", title="Duplicates", icon=":material/content_copy:"),
         st.Page(ui.PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
+        st.Page(ui.PAGES / "explorer.py", title="Explorer", icon=":material/scatter_plot:"),
     ],
     "Account": [st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:")],
 }

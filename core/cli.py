@@ -1,6 +1,6 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, duplicates, anomalies, users.
+Commands: ingest, info, duplicates, anomalies, project, users.
 Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
 configuration error.
 """
@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     anomalies.add_argument("--top", type=_positive_int, default=None, help="only the N most anomalous")
     anomalies.add_argument("--format", choices=["json", "csv"], default="json")
     anomalies.set_defaults(handler=_anomalies)
+
+    project = commands.add_parser("project", help="write the Explorer's UMAP coordinates to a CSV file")
+    project.add_argument("--user", required=True)
+    project.add_argument("--dims", type=int, choices=[2, 3], default=2)
+    project.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    project.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors")
+    project.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist")
+    project.add_argument("--seed", type=int, default=42)
+    project.add_argument("--max-points", type=int, default=20_000, help="stratified sample above this")
+    project.set_defaults(handler=_project)
 
     users = commands.add_parser("users", help="manage the app's users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -186,6 +196,22 @@ def _anomalies(args: argparse.Namespace) -> int:
         sys.stdout.write(report.to_csv(index=False))
     else:
         sys.stdout.write(report.to_json(orient="records", indent=2) + "\n")
+    return EXIT_OK
+
+
+def _project(args: argparse.Namespace) -> int:
+    from core.explorer import ProjectionParams, write_projection
+
+    check_user(args.user)
+    params = ProjectionParams(
+        dims=args.dims, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed, max_points=args.max_points
+    )
+    services = _open()
+    try:
+        rows = write_projection(services, args.user, str(args.out), params)
+    finally:
+        services.close()
+    print(f"wrote {rows} rows to {args.out}")
     return EXIT_OK
 
 

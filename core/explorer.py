@@ -1,0 +1,167 @@
+"""Explorer logic: 2D/3D UMAP projections of a user's embeddings, sampled, coloured and cached.
+
+UMAP (umap-learn, cosine metric) runs on a PCA reduction to 50 dimensions with exact neighbours
+from faiss: several times faster on 512-d embeddings, and the neighbourhoods it preserves stay. Above ``max_points``
+a stratified sample (proportional to k-means groups of the embeddings) is projected instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import faiss
+import numpy as np
+import pandas as pd
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import PCA
+
+from core.anomalies import DEFAULT_K, detect_anomalies
+from core.cache import ResultCache
+from core.collection import Collection, load_collection
+from core.duplicates import duplicate_report
+from core.embed import normalise
+from core.quality import CHECKS
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+PCA_DIMENSIONS = 50
+DEFAULT_MAX_POINTS = 20_000
+COLOR_OPTIONS = ("anomaly score", "duplicate cluster", "quality flag", "tag", "upload date")
+
+
+@dataclass(frozen=True)
+class ProjectionParams:
+    dims: int = 2
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    seed: int = 42
+    max_points: int = DEFAULT_MAX_POINTS
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise ValueError("dims must be 2 or 3")
+        if not 2 <= self.n_neighbors <= 200:
+            raise ValueError("n_neighbors must be between 2 and 200")
+        if not 0.0 <= self.min_dist <= 1.0:
+            raise ValueError("min_dist must be between 0 and 1")
+        if self.max_points < 10:
+            raise ValueError("max_points must be at least 10")
+
+
+def project(vectors: np.ndarray, params: ProjectionParams = ProjectionParams()) -> np.ndarray:
+    """UMAP coordinates, shape (n, dims); deterministic for a given seed."""
+    import umap  # imported lazily: numba compiles on first import (several seconds)
+
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, params.dims), dtype=np.float32)
+    if n <= params.dims + 1:  # too few points for UMAP's spectral initialisation
+        return np.pad(vectors[:, : params.dims], ((0, 0), (0, max(0, params.dims - vectors.shape[1]))))
+    reduced = vectors
+    if vectors.shape[1] > PCA_DIMENSIONS and n > PCA_DIMENSIONS:
+        reduced = PCA(n_components=PCA_DIMENSIONS, random_state=params.seed).fit_transform(vectors)
+    reduced = np.ascontiguousarray(normalise(reduced))
+    # Exact cosine neighbours from faiss (each point first in its own list, as UMAP expects)
+    # replace UMAP's own approximate search: faster here, and the same for every run.
+    neighbours = min(params.n_neighbors, n - 1)
+    index = faiss.IndexFlatIP(reduced.shape[1])
+    index.add(reduced)
+    similarities, indices = index.search(reduced, neighbours)
+    distances = np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
+    reducer = umap.UMAP(
+        n_components=params.dims,
+        n_neighbors=neighbours,
+        min_dist=params.min_dist,
+        metric="cosine",
+        random_state=params.seed,
+        init="spectral" if n > 20 else "random",
+        precomputed_knn=(indices, distances, None),
+    )
+    return reducer.fit_transform(reduced).astype(np.float32)
+
+
+def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndarray:
+    """Row positions of a sample of ``size`` rows, proportional to k-means groups (sorted)."""
+    n = len(vectors)
+    if n <= size:
+        return np.arange(n)
+    groups = min(50, size // 10)
+    labels = MiniBatchKMeans(n_clusters=groups, random_state=seed, n_init=3, batch_size=4096).fit_predict(vectors)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for group in range(groups):
+        members = np.flatnonzero(labels == group)
+        take = max(1, round(len(members) * size / n))
+        chosen.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    picked = np.concatenate(chosen)
+    if len(picked) > size:
+        picked = rng.choice(picked, size=size, replace=False)
+    return np.sort(picked)
+
+
+def projection_frame(collection: Collection, params: ProjectionParams) -> pd.DataFrame:
+    """Coordinates (x, y[, z]) with id and filename for the (possibly sampled) collection."""
+    rows = stratified_sample(collection.vectors, params.max_points, params.seed)
+    coordinates = project(collection.vectors[rows], params)
+    frame = collection.images.iloc[rows][["id", "filename"]].reset_index(drop=True)
+    for axis, name in enumerate("xyz"[: params.dims]):
+        frame[name] = coordinates[:, axis]
+    frame.attrs["total"] = len(collection)
+    return frame
+
+
+def explorer_data(
+    services: Services, user: str, params: ProjectionParams, cache: ResultCache | None = None
+) -> pd.DataFrame:
+    """What the Explorer page plots: coordinates plus colour columns (cached on disk)."""
+    collection = load_collection(services, user)
+    key = {"fingerprint": collection.fingerprint, "model": services.embedder.name, **asdict(params), "version": 1}
+
+    def compute() -> pd.DataFrame:
+        frame = projection_frame(collection, params)
+        return frame.merge(_colours(services, user, collection), on="id", how="left")
+
+    frame = compute() if cache is None else cache.get_or_compute("projection", user, key, compute)
+    frame.attrs["total"] = len(collection)
+    # Tags change without changing the projection: always take the current ones.
+    tags = collection.images.set_index("id")["tags"] if "tags" in collection.images else pd.Series(dtype=object)
+    frame["tag"] = frame["id"].map(lambda i: ", ".join(tags.get(i) or []) or "(no tag)")
+    return frame
+
+
+def _colours(services: Services, user: str, collection: Collection) -> pd.DataFrame:
+    """Per-image values to colour by: anomaly score, duplicate cluster, first quality flag, date."""
+    anomalies = detect_anomalies(collection, "knn", DEFAULT_K, checks=True)
+    flags = anomalies[[f"is_{name}_issue" for name in CHECKS]]
+    first_flag = flags.idxmax(axis=1).str.removeprefix("is_").str.removesuffix("_issue")
+    colours = pd.DataFrame(
+        {
+            "id": anomalies["id"],
+            "anomaly score": anomalies["anomaly_score"],
+            "quality flag": np.where(flags.any(axis=1), first_flag.map(lambda n: CHECKS[n].label), "none"),
+        }
+    )
+    cluster_of = {m: f"cluster {c.id}" for c in duplicate_report(services, user) for m in c.members}
+    colours["duplicate cluster"] = colours["id"].map(cluster_of).fillna("none")
+    dates = collection.images.set_index("id")["created_at"]
+    colours["upload date"] = colours["id"].map(dates).str.slice(0, 10)
+    return colours
+
+
+def ids_at_points(frame: pd.DataFrame, points: list[dict]) -> list[str]:
+    """Image ids of the points a Plotly selection returned (matched by their coordinates, since
+    colour groups split the points into several traces)."""
+    if not points or frame.empty:
+        return []
+    lookup = {(float(x), float(y)): i for x, y, i in zip(frame["x"], frame["y"], frame["id"], strict=True)}
+    found = [lookup.get((float(p.get("x", "nan")), float(p.get("y", "nan")))) for p in points]
+    return list(dict.fromkeys(i for i in found if i is not None))
+
+
+def write_projection(services: Services, user: str, path: str, params: ProjectionParams) -> int:
+    """``python -m core project``: the same coordinates as the page, as CSV. Returns rows written."""
+    frame = explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"))
+    frame[["id", "filename", *"xyz"[: params.dims]]].to_csv(path, index=False)
+    return len(frame)
