@@ -81,7 +81,9 @@ class IsolationForestMethod(AnomalyMethod):
     description = "how quickly random splits isolate an image (scikit-learn, on 50 PCA components)"
 
     def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-        components = min(50, vectors.shape[1], len(vectors))
+        # Few components for small collections: with many, the ones that set outliers apart are
+        # rarely the ones the random splits pick.
+        components = min(50, vectors.shape[1], max(2, len(vectors) // 10))
         reduced = PCA(n_components=components, random_state=0).fit_transform(vectors)
         model = IsolationForest(n_estimators=200, random_state=0).fit(reduced)
         return -model.score_samples(reduced)

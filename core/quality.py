@@ -19,12 +19,8 @@ def image_stats(image: Image.Image) -> dict[str, float]:
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     gray_image = image.convert("L")
     gray = np.asarray(gray_image, dtype=np.float32) / 255.0
-    laplacian = (
-        np.asarray(
-            gray_image.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128)), dtype=np.float32
-        )
-        - 128.0
-    )
+    edges = gray_image.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
+    laplacian = np.asarray(edges, dtype=np.float32)[1:-1, 1:-1] - 128.0  # Pillow leaves the border unfiltered
     histogram = np.bincount(np.asarray(gray_image).ravel(), minlength=256).astype(np.float64)
     probabilities = histogram[histogram > 0] / histogram.sum()
     rg = rgb[..., 0] - rgb[..., 1]

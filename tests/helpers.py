@@ -156,3 +156,73 @@ def ingest_files(services: Services, user: str, files: dict[str, bytes]) -> dict
     results = services.ingestor().ingest(items, user)
     assert [(r.path, r.status) for r in results] == [(name, "stored") for name in files], results
     return {r.path: r.image_id for r in results if r.image_id}
+
+
+# --- analysis inputs built directly (duplicates, anomalies, quality) ----------------------------
+
+if TYPE_CHECKING:
+    from core.collection import Collection
+
+
+def textured(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
+    """A photo-like test image: random mid-tone colour blocks with per-pixel grain (sharp,
+    colourful, many grey levels, mid brightness)."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(30, 226, (6, 8, 3), dtype=np.uint8), "RGB")
+    blocks = np.asarray(coarse.resize(size, Image.Resampling.NEAREST), dtype=np.int16)
+    grain = rng.integers(-25, 26, (size[1], size[0], 1))
+    return Image.fromarray(np.clip(blocks + grain, 0, 255).astype(np.uint8), "RGB")
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def far_phashes(n: int, seed: int = 0, min_distance: int = 24) -> list[str]:
+    """``n`` random 64-bit pHashes (hex) pairwise more than ``min_distance`` bits apart."""
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    while len(chosen) < n:
+        candidate = int(rng.integers(0, 2**63, dtype=np.uint64)) | (int(rng.integers(0, 2)) << 63)
+        if all((candidate ^ c).bit_count() > min_distance for c in chosen):
+            chosen.append(candidate)
+    return [f"{h:016x}" for h in chosen]
+
+
+#: image_stats of an ordinary photo (what ``textured`` gives), for synthetic payloads.
+NORMAL_STATS = {"brightness": 0.5, "contrast": 0.17, "sharpness": 4000.0, "entropy": 7.4, "colorfulness": 0.42}
+
+
+def synthetic_collection(vectors: np.ndarray, user: str = "alice", **columns: list) -> Collection:
+    """A core.collection.Collection built directly: row i is ``img-{i:03d}`` with the (normalised)
+    vector ``vectors[i]``, far-apart pHashes, distinct sha256 / pixel_sha256, 640x480, 100 kB,
+    one second apart, ordinary quality stats. Keyword lists replace any column."""
+    import pandas as pd
+
+    from core.collection import Collection
+    from core.quality import stats_frame
+
+    n = len(vectors)
+    frame = pd.DataFrame(
+        {
+            "id": [f"img-{i:03d}" for i in range(n)],
+            "user": [user] * n,
+            "filename": [f"img-{i:03d}.png" for i in range(n)],
+            "sha256": [f"{i:064x}" for i in range(n)],
+            "pixel_sha256": [f"{i + 10**6:064x}" for i in range(n)],
+            "phash": far_phashes(n),
+            "width": [640] * n,
+            "height": [480] * n,
+            "bytes": [100_000] * n,
+            "created_ts": [1_700_000_000.0 + i for i in range(n)],
+            "created_at": [f"2023-11-14T22:{i // 60 % 60:02d}:{i % 60:02d}+00:00" for i in range(n)],
+            "thumbnail_key": [f"thumbnails/{user}/img-{i:03d}.webp" for i in range(n)],
+            "quality": [dict(NORMAL_STATS) for _ in range(n)],
+        }
+    )
+    for name, values in columns.items():
+        assert len(values) == n, name
+        frame[name] = list(values)
+    frame = pd.concat([frame, stats_frame(frame["quality"])], axis=1)
+    return Collection(user, frame, unit_rows(vectors) if n else np.zeros((0, 8), np.float32))

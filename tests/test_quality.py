@@ -1,0 +1,326 @@
+"""core.quality: per-image stats and the registered checks; the stats ingest stores in payloads
+(``quality``, with ``pixel_sha256``) and the backfill core.collection does for older payloads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import REAL_PHOTOS, encode, ingest_files, jpeg, textured, tiny_services
+from PIL import Image, ImageFilter
+
+from core.collection import load_collection
+from core.hashing import pixel_sha256
+from core.images import decode, open_rgb
+from core.quality import CHECKS, STAT_COLUMNS, image_stats, run_checks, stats_frame
+from core.services import Services
+
+ALICE = "alice"
+STAT_NAMES = [c.removeprefix("q_") for c in STAT_COLUMNS]
+
+
+def frame_of(images: dict[str, Image.Image], sizes: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """What load_collection gives the checks: id, width, height and the q_* stats."""
+    sizes = sizes or {}
+    rows = []
+    for name, image in images.items():
+        width, height = sizes.get(name, image.size)
+        rows.append({"id": name, "width": width, "height": height, "quality": image_stats(image)})
+    frame = pd.DataFrame(rows)
+    return pd.concat([frame, stats_frame(frame["quality"])], axis=1)
+
+
+def flagged(frame: pd.DataFrame) -> dict[str, set[str]]:
+    """{image id: names of the checks that flag it}."""
+    checks = run_checks(frame)
+    return {
+        image_id: {name for name in CHECKS if checks.loc[row, f"is_{name}_issue"]}
+        for row, image_id in zip(frame.index, frame["id"], strict=True)
+    }
+
+
+def scaled(image: Image.Image, factor: float, towards: int = 0) -> Image.Image:
+    """Pixel values pulled towards ``towards`` (0 = black, 255 = white) by ``factor``."""
+    pixels = np.asarray(image, dtype=np.float32)
+    return Image.fromarray((towards + (pixels - towards) * factor).round().astype(np.uint8), "RGB")
+
+
+def normal_photos(count: int = 6) -> dict[str, Image.Image]:
+    return {f"photo-{i}": textured(i) for i in range(count)}
+
+
+# --- the checks on generated images -------------------------------------------------------------
+
+
+def test_photo_like_images_are_not_flagged() -> None:
+    result = flagged(frame_of(normal_photos(8)))
+    assert result == {f"photo-{i}": set() for i in range(8)}
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "check"),
+    [
+        ("near-black", lambda: scaled(textured(20), 0.06), "dark"),
+        ("black", lambda: Image.new("RGB", (256, 192)), "dark"),
+        ("near-white", lambda: scaled(textured(21), 0.06, towards=255), "bright"),
+        ("white", lambda: Image.new("RGB", (256, 192), (255, 255, 255)), "bright"),
+        ("blurred", lambda: textured(22).filter(ImageFilter.GaussianBlur(6)), "blurry"),
+        ("one-colour", lambda: Image.new("RGB", (256, 192), (180, 90, 40)), "low_information"),
+        ("gray", lambda: textured(23).convert("L").convert("RGB"), "grayscale"),
+    ],
+)
+def test_made_up_problem_images_are_flagged(name: str, make, check: str) -> None:
+    images = {**normal_photos(), name: make()}
+    result = flagged(frame_of(images))
+    assert check in result[name], result[name]
+    assert all(not checks for image_id, checks in result.items() if image_id != name), result
+    opposite = {"dark": "bright", "bright": "dark"}.get(check)
+    if opposite:
+        assert opposite not in result[name]
+
+
+def test_sharp_image_and_its_blurred_copy() -> None:
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (192, 256, 3), dtype=np.uint8), "RGB")
+    board = Image.fromarray((np.indices((192, 256)).sum(axis=0) // 8 % 2 * 200 + 28).astype(np.uint8)).convert("RGB")
+    images = {
+        "noise": noise,
+        "noise-blurred": noise.filter(ImageFilter.GaussianBlur(5)),
+        "board": board,
+        "board-blurred": board.filter(ImageFilter.GaussianBlur(5)),
+    }
+    frame = frame_of(images).set_index("id")
+    assert frame.loc["noise", "q_sharpness"] > 100 * frame.loc["noise-blurred", "q_sharpness"]
+    assert frame.loc["board", "q_sharpness"] > 10 * frame.loc["board-blurred", "q_sharpness"]
+    checks = run_checks(frame.reset_index()).set_axis(frame.index)
+    assert list(checks["is_blurry_issue"]) == [False, True, False, True]
+    assert checks.loc["noise", "blurry_score"] > checks.loc["noise-blurred", "blurry_score"]
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((1000, 100), True), ((100, 1000), True), ((260, 100), True), ((240, 100), False), ((640, 480), False)],
+)
+def test_odd_aspect_ratio_over_two_and_a_half(size: tuple[int, int], expected: bool) -> None:
+    images = {**normal_photos(), "subject": textured(30)}
+    result = flagged(frame_of(images, {"subject": size}))
+    assert ("odd_aspect_ratio" in result["subject"]) is expected
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((64, 48), True),  # 100 times fewer pixels than the others
+        ((213, 160), True),  # 9 times fewer
+        ((242, 181), False),  # 7 times fewer
+        ((1920, 1440), True),  # 9 times more
+        ((1600, 1200), False),  # 6.25 times more
+        ((640, 480), False),
+    ],
+)
+def test_odd_size_against_the_collections_median(size: tuple[int, int], expected: bool) -> None:
+    images = {**normal_photos(), "subject": textured(31)}
+    sizes = {name: (640, 480) for name in images} | {"subject": size}
+    result = flagged(frame_of(images, sizes))
+    assert ("odd_size" in result["subject"]) is expected
+    assert all("odd_size" not in checks for image_id, checks in result.items() if image_id != "subject")
+
+
+def test_odd_size_for_a_side_under_32_pixels() -> None:
+    images = {**normal_photos(), "narrow": textured(32)}
+    sizes = {name: (40, 40) for name in images} | {"narrow": (31, 40)}
+    result = flagged(frame_of(images, sizes))
+    assert result["narrow"] == {"odd_size"}
+    assert all(not checks for image_id, checks in result.items() if image_id != "narrow")
+
+
+def test_scores_and_columns_for_every_check() -> None:
+    images = {
+        **normal_photos(3),
+        "black": Image.new("RGB", (256, 192)),
+        "white": Image.new("RGB", (256, 192), (255, 255, 255)),
+        "gray": Image.new("RGB", (256, 192), (128, 128, 128)),
+        "noise": Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"),
+        "huge": textured(40),
+    }
+    frame = frame_of(images, {"huge": (20_000, 20), "noise": (2, 2)})
+    checks = run_checks(frame)
+    assert list(checks.columns) == [c for name in CHECKS for c in (f"{name}_score", f"is_{name}_issue")]
+    assert list(checks.index) == list(frame.index)
+    for name in CHECKS:
+        scores = checks[f"{name}_score"]
+        assert scores.notna().all() and scores.between(0.0, 1.0).all(), (name, scores.tolist())
+        assert checks[f"is_{name}_issue"].dtype == bool
+        assert (checks[f"is_{name}_issue"] == (scores < CHECKS[name].threshold)).all()
+    assert set(CHECKS) == {"dark", "bright", "blurry", "low_information", "grayscale", "odd_aspect_ratio", "odd_size"}
+
+
+def test_run_checks_by_name_and_without_stats() -> None:
+    frame = frame_of({"black": Image.new("RGB", (256, 192)), **normal_photos(2)})
+    only = run_checks(frame, ["dark", "odd_size"])
+    assert list(only.columns) == ["dark_score", "is_dark_issue", "odd_size_score", "is_odd_size_issue"]
+    assert list(only["is_dark_issue"]) == [True, False, False]
+
+    missing = frame.copy()
+    missing.loc[0, STAT_COLUMNS] = np.nan  # an image whose stats could not be measured
+    checks = run_checks(missing)
+    for name in ("dark", "bright", "blurry", "low_information", "grayscale"):
+        assert math.isnan(checks.loc[0, f"{name}_score"]) and not checks.loc[0, f"is_{name}_issue"], name
+
+
+def test_stats_frame_reads_quality_payloads() -> None:
+    payloads = pd.Series([{"brightness": 0.25, "entropy": 5.0}, None, {}], index=[4, 5, 6])
+    frame = stats_frame(payloads)
+    assert list(frame.columns) == STAT_COLUMNS
+    assert list(frame.index) == [4, 5, 6]
+    assert frame.loc[4, "q_brightness"] == 0.25 and frame.loc[4, "q_entropy"] == 5.0
+    assert frame.loc[4, ["q_contrast", "q_sharpness", "q_colorfulness"]].isna().all()
+    assert frame.loc[[5, 6]].isna().all().all()
+
+
+def test_image_stats_values() -> None:
+    black = image_stats(Image.new("RGB", (64, 64)))
+    assert set(black) == set(STAT_NAMES)
+    assert black["brightness"] == 0 and black["contrast"] == 0 and black["entropy"] == 0
+    white = image_stats(Image.new("RGB", (64, 64), (255, 255, 255)))
+    assert white["brightness"] == pytest.approx(1.0)
+    halves = np.zeros((64, 64, 3), np.uint8)
+    halves[:, 32:] = 255
+    two_tones = image_stats(Image.fromarray(halves, "RGB"))
+    assert two_tones["entropy"] == pytest.approx(1.0)
+    assert two_tones["contrast"] == pytest.approx(0.5)
+    assert two_tones["colorfulness"] == pytest.approx(0.0, abs=1e-6)
+    red = image_stats(Image.new("RGB", (64, 64), (255, 0, 0)))
+    assert red["colorfulness"] > 0.2
+    assert image_stats(Image.new("L", (64, 64), 77)) == image_stats(Image.new("RGB", (64, 64), (77, 77, 77)))
+
+
+@pytest.mark.parametrize(
+    "colour",
+    [
+        (128, 128, 128),
+        (0, 0, 0),
+        (255, 255, 255),
+        (180, 90, 40),
+    ],
+)
+def test_a_single_colour_has_no_detail_whatever_the_colour(colour: tuple[int, int, int]) -> None:
+    assert image_stats(Image.new("RGB", (256, 192), colour))["sharpness"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_blurred_dark_photo_is_flagged_blurry() -> None:
+    dark = scaled(textured(50), 0.25)
+    images = {**normal_photos(), "dark": dark, "dark-blurred": dark.filter(ImageFilter.GaussianBlur(8))}
+    result = flagged(frame_of(images))
+    assert "blurry" not in result["dark"]
+    assert "blurry" in result["dark-blurred"]
+
+
+def test_real_photos_are_rarely_flagged() -> None:
+    photos = sorted(REAL_PHOTOS.glob("*.JPEG"))[:100] if REAL_PHOTOS.is_dir() else []
+    if len(photos) < 100:
+        pytest.skip(f"no sample photos in {REAL_PHOTOS}")
+    rows = []
+    for path in photos:
+        decoded = decode(path.read_bytes())
+        rows.append({"id": path.name, "width": decoded.width, "height": decoded.height, **image_stats(decoded.image)})
+    frame = pd.DataFrame(rows).rename(columns=dict(zip(STAT_NAMES, STAT_COLUMNS, strict=True)))
+    issues = run_checks(frame)[[f"is_{name}_issue" for name in CHECKS]]
+    assert (issues.mean() <= 0.05).all(), issues.mean().to_dict()
+
+
+# --- stats stored at ingest, backfilled for older payloads --------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def services(data_dir: Path) -> Iterator[Services]:
+    with tiny_services(data_dir) as services:
+        yield services
+
+
+def ingest_set() -> dict[str, bytes]:
+    return {
+        "photo.png": encode(textured(1), "PNG"),
+        "photo.jpg": jpeg(seed=3, size=(600, 400), quality=90),
+        "black.png": encode(Image.new("RGB", (300, 200)), "PNG"),
+        "same-pixels.webp": encode(textured(1), "WEBP", lossless=True),
+    }
+
+
+def test_ingest_stores_quality_and_pixel_sha256(services: Services) -> None:
+    files = ingest_set()
+    ids = ingest_files(services, ALICE, files)
+    records = {r.payload["filename"]: r.payload for r in services.index.retrieve(ALICE, list(ids.values()))}
+    for name, data in files.items():
+        working = decode(data).image
+        payload = records[name]
+        assert payload["quality"] == pytest.approx(image_stats(working)), name
+        assert set(payload["quality"]) == set(STAT_NAMES)
+        assert payload["pixel_sha256"] == pixel_sha256(working)
+        assert len(payload["pixel_sha256"]) == 64
+    assert records["photo.png"]["pixel_sha256"] == records["same-pixels.webp"]["pixel_sha256"]
+    assert records["photo.png"]["sha256"] != records["same-pixels.webp"]["sha256"]
+    assert len({p["pixel_sha256"] for p in records.values()}) == 3
+    assert records["black.png"]["quality"]["brightness"] == 0.0
+
+    images = load_collection(services, ALICE).images.set_index("filename")
+    for name in files:
+        for stat in STAT_NAMES:
+            assert images.loc[name, f"q_{stat}"] == pytest.approx(records[name]["quality"][stat])
+
+
+def test_load_collection_backfills_missing_quality_and_persists_it(data_dir: Path) -> None:
+    with tiny_services(data_dir) as services:
+        ids = ingest_files(services, ALICE, ingest_set())
+        original = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
+        old = [ids["photo.jpg"], ids["black.png"]]
+        services.index.set_payload(ALICE, old, {"quality": None})
+        assert all(r.payload.get("quality") is None for r in services.index.retrieve(ALICE, old))
+
+        collection = load_collection(services, ALICE)
+        images = collection.images.set_index("id")
+        assert images[STAT_COLUMNS].notna().all().all()
+        stored = {r.id: r.payload for r in services.index.scroll(ALICE)}
+        for image_id in old:
+            thumbnail = open_rgb(services.store.get(stored[image_id]["thumbnail_key"]))
+            expected = image_stats(thumbnail)
+            assert stored[image_id]["quality"] == pytest.approx(expected)
+            assert images.loc[image_id, "quality"] == pytest.approx(expected)
+            assert images.loc[image_id, "q_brightness"] == pytest.approx(expected["brightness"])
+            # from the thumbnail, close to what ingest measured on the working copy
+            assert expected["brightness"] == pytest.approx(original[image_id]["brightness"], abs=0.03)
+        for image_id in set(ids.values()) - set(old):
+            assert stored[image_id]["quality"] == original[image_id]  # untouched
+
+    with tiny_services(data_dir) as services:
+        again = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
+        assert all(isinstance(again[image_id], dict) and again[image_id] for image_id in old)
+        assert load_collection(services, ALICE).images[STAT_COLUMNS].notna().all().all()
+
+
+def test_backfill_with_an_unreadable_thumbnail_leaves_the_stats_blank(services: Services) -> None:
+    ids = ingest_files(services, ALICE, ingest_set())
+    (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
+    services.index.set_payload(ALICE, [ids["photo.jpg"]], {"quality": None})
+    services.store.delete(record.payload["thumbnail_key"])
+
+    images = load_collection(services, ALICE).images.set_index("id")
+    assert images.loc[ids["photo.jpg"], STAT_COLUMNS].isna().all()
+    assert images.drop(index=ids["photo.jpg"])[STAT_COLUMNS].notna().all().all()
+    (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
+    assert record.payload.get("quality") is None  # not written back
+    checks = run_checks(images.reset_index())
+    assert not checks.iloc[list(images.index).index(ids["photo.jpg"])].filter(like="is_").any()
+
+
+def test_empty_collection(services: Services) -> None:
+    collection = load_collection(services, ALICE)
+    assert len(collection) == 0 and collection.vectors.shape == (0, services.embedder.dimension)
