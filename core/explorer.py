@@ -8,6 +8,7 @@ a stratified sample (proportional to k-means groups of the embeddings) is projec
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 
 import faiss
@@ -79,7 +80,9 @@ def project(vectors: np.ndarray, params: ProjectionParams = ProjectionParams()) 
         init="spectral" if n > 20 else "random",
         precomputed_knn=(indices, distances, None),
     )
-    return reducer.fit_transform(reduced).astype(np.float32)
+    with warnings.catch_warnings():  # n_jobs with a seed, no search index for transform: both expected
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(reduced).astype(np.float32)
 
 
 def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndarray:
@@ -144,7 +147,7 @@ def _colours(services: Services, user: str, collection: Collection) -> pd.DataFr
         }
     )
     cluster_of = {m: f"cluster {c.id}" for c in duplicate_report(services, user) for m in c.members}
-    colours["duplicate cluster"] = colours["id"].map(cluster_of).fillna("none")
+    colours["duplicate cluster"] = colours["id"].map(lambda image_id: cluster_of.get(image_id, "none"))
     dates = collection.images.set_index("id")["created_at"]
     colours["upload date"] = colours["id"].map(dates).str.slice(0, 10)
     return colours
