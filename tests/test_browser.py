@@ -171,3 +171,57 @@ def test_register_upload_search_open_sign_out(app_url, tmp_path):
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         page.screenshot(path=ARTIFACTS / "05-signed-out.png", full_page=True)
         browser.close()
+
+
+SAMPLE_PHOTOS = ROOT.parent / "shared" / "datasets" / "imagenet-sample" / "images"
+
+
+@pytest.mark.skipif(not SAMPLE_PHOTOS.is_dir(), reason="the shared sample photos are not next to the repository")
+def test_explorer_with_real_photos(app_url, tmp_path):
+    """A few hundred real photos on the map; a box selection lists them with actions."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from core.auth import UserStore
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for source in sorted(SAMPLE_PHOTOS.iterdir())[::4]:  # 250 photos across all classes
+        (photos / source.name).symlink_to(source)
+    env = {**os.environ, "VAD_DATA_DIR": str(tmp_path / "data"), "VAD_MODEL": "tiny:random"}
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "ingest", str(photos), "--user", "maya"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    UserStore(tmp_path / "data").add("maya", "Browser-pass-2")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(180_000)
+        expect.set_options(timeout=180_000)
+        page.goto(app_url)
+        page.get_by_label("User name", exact=True).fill("maya")
+        page.get_by_label("Password", exact=True).first.fill("Browser-pass-2")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Explorer").click()
+        expect(page.get_by_text("Projected 250 images")).to_be_visible()
+        plot = page.locator(".js-plotly-plot").first
+        expect(plot).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=ARTIFACTS / "06-explorer.png", full_page=True)
+        box = plot.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.02, box["y"] + box["height"] * 0.05)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.98, box["y"] + box["height"] * 0.95, steps=12)
+        page.mouse.up()
+        expect(page.get_by_text("image(s) selected")).to_be_visible()
+        expect(page.get_by_role("button", name="Search similar to the first")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "07-explorer-selection.png", full_page=True)
+        browser.close()
