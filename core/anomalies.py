@@ -139,6 +139,21 @@ def anomaly_report(
 ) -> pd.DataFrame:
     """The report the Anomalies page and ``python -m core anomalies`` show (cached on disk)."""
     collection = load_collection(services, user)
+    report = cached_scores(services, collection, method, k, checks, cache)
+    return attach_reviews(report, collection.images)
+
+
+def cached_scores(
+    services: Services,
+    collection: Collection,
+    method: str = "knn",
+    k: int = DEFAULT_K,
+    checks: bool = True,
+    cache: ResultCache | None = None,
+) -> pd.DataFrame:
+    """``detect_anomalies``, from the disk cache when this set of images was scored before."""
+    if cache is None:
+        return detect_anomalies(collection, method, k, checks)
     key = {
         "fingerprint": collection.fingerprint,
         "model": services.embedder.name,
@@ -147,11 +162,9 @@ def anomaly_report(
         "checks": checks,
         "version": 1,
     }
-    if cache is None:
-        report = detect_anomalies(collection, method, k, checks)
-    else:
-        report = cache.get_or_compute("anomalies", user, key, lambda: detect_anomalies(collection, method, k, checks))
-    return attach_reviews(report, collection.images)
+    return cache.get_or_compute(
+        "anomalies", collection.user, key, lambda: detect_anomalies(collection, method, k, checks)
+    )
 
 
 def _reasons(row: tuple, issue_columns: list[str]) -> str:

@@ -310,9 +310,10 @@ def duplicate_report(
     levels: tuple[str, ...] = LEVELS,
     near_threshold: int | None = None,
     semantic_threshold: float | None = None,
+    collection: Collection | None = None,
 ) -> list[Cluster]:
     """The clusters the Duplicates page and ``python -m core duplicates`` show."""
-    collection = load_collection(services, user)
+    collection = collection if collection is not None else load_collection(services, user)
     finder = DuplicateFinder(
         near_threshold=services.settings.phash_threshold if near_threshold is None else near_threshold,
         semantic_threshold=(

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 
-from core.anomalies import DEFAULT_K, detect_anomalies
+from core.anomalies import DEFAULT_K, cached_scores
 from core.cache import ResultCache
 from core.collection import Collection, load_collection
 from core.duplicates import duplicate_report
@@ -91,6 +91,8 @@ def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndar
     if n <= size:
         return np.arange(n)
     groups = min(50, size // 10)
+    if vectors.shape[1] > PCA_DIMENSIONS:
+        vectors = PCA(n_components=PCA_DIMENSIONS, random_state=seed).fit_transform(vectors)
     labels = MiniBatchKMeans(n_clusters=groups, random_state=seed, n_init=3, batch_size=4096).fit_predict(vectors)
     rng = np.random.default_rng(seed)
     chosen = []
@@ -116,27 +118,29 @@ def projection_frame(collection: Collection, params: ProjectionParams) -> pd.Dat
 
 
 def explorer_data(
-    services: Services, user: str, params: ProjectionParams, cache: ResultCache | None = None
+    services: Services, user: str, params: ProjectionParams, cache: ResultCache | None = None, colour: str | None = None
 ) -> pd.DataFrame:
-    """What the Explorer page plots: coordinates plus colour columns (cached on disk)."""
+    """What the Explorer page plots: cached coordinates plus the colour columns.
+
+    Coordinates are cached on disk per user, model, set of images and parameters. Anomaly scores
+    and quality flags come from the (also cached) anomaly report the Anomalies page uses; duplicate
+    clusters, the costliest, are computed only when ``colour`` asks for them.
+    """
     collection = load_collection(services, user)
-    key = {"fingerprint": collection.fingerprint, "model": services.embedder.name, **asdict(params), "version": 1}
-
-    def compute() -> pd.DataFrame:
-        frame = projection_frame(collection, params)
-        return frame.merge(_colours(services, user, collection), on="id", how="left")
-
-    frame = compute() if cache is None else cache.get_or_compute("projection", user, key, compute)
+    key = {"fingerprint": collection.fingerprint, "model": services.embedder.name, **asdict(params), "version": 2}
+    frame = (
+        projection_frame(collection, params)
+        if cache is None
+        else cache.get_or_compute("projection", user, key, lambda: projection_frame(collection, params))
+    )
+    frame = frame.merge(_colours(services, collection, cache, colour), on="id", how="left")
     frame.attrs["total"] = len(collection)
-    # Tags change without changing the projection: always take the current ones.
-    tags = collection.images.set_index("id")["tags"] if "tags" in collection.images else pd.Series(dtype=object)
-    frame["tag"] = frame["id"].map(lambda i: ", ".join(tags.get(i) or []) or "(no tag)")
     return frame
 
 
-def _colours(services: Services, user: str, collection: Collection) -> pd.DataFrame:
-    """Per-image values to colour by: anomaly score, duplicate cluster, first quality flag, date."""
-    anomalies = detect_anomalies(collection, "knn", DEFAULT_K, checks=True)
+def _colours(services: Services, collection: Collection, cache: ResultCache | None, colour: str | None) -> pd.DataFrame:
+    """Per-image values to colour by (duplicate clusters only when asked for)."""
+    anomalies = cached_scores(services, collection, "knn", DEFAULT_K, True, cache)  # the Anomalies page's report
     flags = anomalies[[f"is_{name}_issue" for name in CHECKS]]
     first_flag = flags.idxmax(axis=1).str.removeprefix("is_").str.removesuffix("_issue")
     colours = pd.DataFrame(
@@ -146,10 +150,14 @@ def _colours(services: Services, user: str, collection: Collection) -> pd.DataFr
             "quality flag": np.where(flags.any(axis=1), first_flag.map(lambda n: CHECKS[n].label), "none"),
         }
     )
-    cluster_of = {m: f"cluster {c.id}" for c in duplicate_report(services, user) for m in c.members}
-    colours["duplicate cluster"] = colours["id"].map(lambda image_id: cluster_of.get(image_id, "none"))
-    dates = collection.images.set_index("id")["created_at"]
-    colours["upload date"] = colours["id"].map(dates).str.slice(0, 10)
+    info = collection.images.set_index("id")
+    colours["upload date"] = colours["id"].map(info["created_at"]).str.slice(0, 10)
+    tags = info["tags"] if "tags" in info else pd.Series(dtype=object)
+    colours["tag"] = colours["id"].map(lambda i: ", ".join(tags.get(i) or []) or "(no tag)")
+    if colour in (None, "duplicate cluster"):
+        clusters = duplicate_report(services, collection.user, collection=collection)
+        cluster_of = {m: f"cluster {c.id}" for c in clusters for m in c.members}
+        colours["duplicate cluster"] = colours["id"].map(lambda image_id: cluster_of.get(image_id, "none"))
     return colours
 
 
@@ -165,6 +173,6 @@ def ids_at_points(frame: pd.DataFrame, points: list[dict]) -> list[str]:
 
 def write_projection(services: Services, user: str, path: str, params: ProjectionParams) -> int:
     """``python -m core project``: the same coordinates as the page, as CSV. Returns rows written."""
-    frame = explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"))
+    frame = explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour="tag")
     frame[["id", "filename", *"xyz"[: params.dims]]].to_csv(path, index=False)
     return len(frame)

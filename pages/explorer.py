@@ -16,8 +16,9 @@ MIN_IMAGES = 5
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _data(_services_id: int, user: str, version: int, count: int, params: ProjectionParams):
-    return explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"))
+def _data(_services_id: int, user: str, version: int, count: int, params: ProjectionParams, colour: str):
+    """Cached per colour: duplicate clusters are only computed when they colour the map."""
+    return explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour)
 
 
 st.title("Explorer")
@@ -70,8 +71,9 @@ params = ProjectionParams(
     dims=dims, n_neighbors=n_neighbors, min_dist=min_dist, seed=int(seed), max_points=int(max_points)
 )
 version = ui.data_version(user)
-with st.status(f"Projecting {count:,} images…", expanded=False) as status:
-    data = _data(id(services), user, version, count, params)
+shown = min(count, params.max_points)
+with st.status(f"Projecting {shown:,} images and scoring them (once; then cached)…", expanded=False) as status:
+    data = _data(id(services), user, version, count, params, color)
     status.update(label=f"Projected {len(data):,} images", state="complete")
 if data.attrs.get("total", len(data)) > len(data):
     st.info(
