@@ -27,7 +27,7 @@ LEVELS = ("exact", "near", "semantic")
 DEFAULT_NEAR_THRESHOLD = 8
 #: Cosine similarity at or above which two images are semantic duplicates, per model family
 #: (from bench/duplicates_quality.py; see docs/benchmarks.md).
-SEMANTIC_DEFAULTS = {"efficientnet-lite0": 0.90, "clip": 0.93, "random": 0.999}
+SEMANTIC_DEFAULTS = {"efficientnet-lite0": 0.85, "clip": 0.93, "random": 0.999}
 _FAR = 1e6  # distance for pairs that are not duplicates at any level
 _MAX_LINKAGE = 3000  # larger components are split greedily around their best-connected images
 
