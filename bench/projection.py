@@ -40,14 +40,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bench.common import timer
+from bench.common import synthetic_payload, timer
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "ViT-B-32:random"
@@ -203,28 +202,6 @@ def quality_samples(count: int = 16) -> list[dict[str, float]]:
     return stats
 
 
-def payload(user: str, number: int, point: str, quality: dict[str, float], rng: np.random.Generator) -> dict:
-    from core.storage import image_key, thumbnail_key
-
-    now = datetime.now(UTC)
-    return {
-        "user": user,
-        "filename": f"{user}_{number:06d}.jpg",
-        "sha256": uuid.uuid4().hex * 2,
-        "phash": f"{rng.integers(0, 2**63):016x}",
-        "quality": quality,
-        "width": 640,
-        "height": 480,
-        "bytes": 120_000,
-        "format": "JPEG",
-        "created_at": now.isoformat(timespec="seconds"),
-        "created_ts": now.timestamp(),
-        "original_key": image_key(user, point, "jpg"),
-        "thumbnail_key": thumbnail_key(user, point),
-        "tags": [],
-    }
-
-
 def populate(services: Any, user: str, vectors: np.ndarray) -> None:
     """One record per vector (no thumbnails: the page only shows them for a selection)."""
     from core.index import ImageRecord
@@ -235,7 +212,9 @@ def populate(services: Any, user: str, vectors: np.ndarray) -> None:
         records = []
         for i in range(start, min(start + 1000, len(vectors))):
             point = str(uuid.uuid4())
-            records.append(ImageRecord(point, payload(user, i, point, stats[i % len(stats)], rng), vectors[i]))
+            records.append(
+                ImageRecord(point, synthetic_payload(user, i, point, rng, quality=stats[i % len(stats)]), vectors[i])
+            )
         services.index.upsert(records)
 
 

@@ -15,19 +15,17 @@ import logging
 import os
 import tempfile
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.common import peak_rss_mb, percentiles_ms, timer
+from bench.common import peak_rss_mb, percentiles_ms, synthetic_payload, timer
 from core import search
 from core.auth import UserStore
 from core.index import ImageRecord
 from core.services import Services, open_services
 from core.settings import load_settings
-from core.storage import image_key, thumbnail_key
 
 MODEL = "ViT-B-32:random"
 WORDS = ["a dog on a beach", "red car", "mountain lake at dawn", "a bowl of fruit", "city street at night"]
@@ -49,7 +47,6 @@ def populate(services: Services, users: list[str], per_user: int, dim: int) -> l
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(100, dim)).astype(np.float32)
     thumbs = _thumbnails(16)
-    now = datetime.now(UTC)
     target_ids: list[str] = []
     for u, user in enumerate(users):
         for start in range(0, per_user, 1000):
@@ -58,21 +55,7 @@ def populate(services: Services, users: list[str], per_user: int, dim: int) -> l
             records = []
             for i in range(size):
                 point = str(uuid.uuid4())
-                payload = {
-                    "user": user,
-                    "filename": f"{user}_{start + i:05d}.jpg",
-                    "sha256": uuid.uuid4().hex * 2,
-                    "phash": f"{rng.integers(0, 2**63):016x}",
-                    "width": 640,
-                    "height": 480,
-                    "bytes": 120_000,
-                    "format": "JPEG",
-                    "created_at": now.isoformat(timespec="seconds"),
-                    "created_ts": now.timestamp(),
-                    "original_key": image_key(user, point, "jpg"),
-                    "thumbnail_key": thumbnail_key(user, point),
-                    "tags": [],
-                }
+                payload = synthetic_payload(user, start + i, point, rng)
                 records.append(ImageRecord(point, payload, vectors[i].astype(np.float32)))
                 if u == 0:
                     services.store.put(payload["thumbnail_key"], thumbs[i % len(thumbs)], "image/webp")

@@ -82,22 +82,14 @@ if data.attrs.get("total", len(data)) > len(data):
         icon=":material/info:",
     )
 
-plot_kwargs = (
-    {
-        "color": color,
-        "hover_name": "filename",
-        "hover_data": {"x": False, "y": False, "id": False},
-        "render_mode": "webgl",
-    }
-    if dims == 2
-    else {"color": color, "hover_name": "filename", "hover_data": {"x": False, "y": False, "z": False, "id": False}}
-)
+axes = "xyz"[:dims]
+plot_kwargs = {"color": color, "hover_name": "filename", "hover_data": {**dict.fromkeys(axes, False), "id": False}}
 if color == "anomaly score":
     plot_kwargs["color_continuous_scale"] = "Plasma"
 else:  # images without a value stay in the background
     plot_kwargs["color_discrete_map"] = {"(no tag)": "#CBD5E1", "none": "#CBD5E1"}
 if dims == 2:
-    figure = px.scatter(data, x="x", y="y", **plot_kwargs)
+    figure = px.scatter(data, x="x", y="y", render_mode="webgl", **plot_kwargs)
 else:
     figure = px.scatter_3d(data, x="x", y="y", z="z", **plot_kwargs)
 figure.update_traces(marker={"size": size, "opacity": opacity})
