@@ -39,6 +39,7 @@ if submitted:
             near = near_duplicates_of_new(services, user, new_ids)
         st.session_state["upload_report"] = {"results": [r.to_dict() for r in results], "near": near}
         ui.bump_data_version()
+        st.rerun()  # redraw the sidebar's image count too
 
 report = st.session_state.get("upload_report")
 if report:
@@ -79,7 +80,7 @@ if report:
                     )
                 info.markdown(f"**Distance {pair.distance}** of 64 bits  \nReview them on the Gallery page.")
     st.dataframe(
-        frame[["path", "status", "reason"]],
+        frame[["path", "status", "reason"]].fillna(""),
         hide_index=True,
         width="stretch",
         column_config={"path": "File", "status": "Result", "reason": "Reason"},
