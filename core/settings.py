@@ -9,11 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "VAD_"
+
+#: Values that must never reach a server as credentials: the ``.env.example`` placeholders and
+#: MinIO's well-known default.
+PLACEHOLDER_PREFIX = "change-me"
+KNOWN_DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret"})
 
 
 class SettingsError(ValueError):
@@ -29,6 +35,8 @@ class Settings(BaseModel):
 
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    qdrant_shards: int = Field(1, ge=1, le=512)
+    qdrant_replicas: int = Field(1, ge=1, le=16)
 
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
@@ -51,6 +59,11 @@ class Settings(BaseModel):
     admin_password: SecretStr | None = None
     cookie_key: SecretStr | None = None
 
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_address: str = "0.0.0.0"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
     @field_validator(
         "qdrant_url",
         "qdrant_api_key",
@@ -63,6 +76,7 @@ class Settings(BaseModel):
         "admin_user",
         "admin_password",
         "cookie_key",
+        "metrics_port",
         mode="before",
     )
     @classmethod
@@ -117,6 +131,28 @@ class Settings(BaseModel):
         if value is not None and len(value.get_secret_value()) < 8:
             raise ValueError("must have at least 8 characters")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        for name in ("qdrant_api_key", "s3_access_key", "s3_secret_key", "admin_password", "cookie_key"):
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text and (text.lower().startswith(PLACEHOLDER_PREFIX) or text.lower() in KNOWN_DEFAULT_SECRETS):
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()} is still a placeholder or a well-known default: "
+                    "set a real secret (see .env.example)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_s3_credentials(self) -> Settings:

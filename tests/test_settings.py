@@ -100,6 +100,12 @@ def test_qdrant_memory_mode_is_accepted() -> None:
         ({"VAD_BATCH_SIZE": "many"}, "VAD_BATCH_SIZE"),
         ({"VAD_MAX_PIXELS": "-1"}, "VAD_MAX_PIXELS"),
         ({"VAD_PHASH_THRESHOLD": "65"}, "VAD_PHASH_THRESHOLD"),
+        ({"VAD_METRICS_PORT": "70000"}, "VAD_METRICS_PORT"),
+        ({"VAD_METRICS_PORT": "http"}, "VAD_METRICS_PORT"),
+        ({"VAD_LOG_LEVEL": "loud"}, "VAD_LOG_LEVEL"),
+        ({"VAD_LOG_FORMAT": "xml"}, "VAD_LOG_FORMAT"),
+        ({"VAD_QDRANT_SHARDS": "0"}, "VAD_QDRANT_SHARDS"),
+        ({"VAD_QDRANT_REPLICAS": "0"}, "VAD_QDRANT_REPLICAS"),
     ],
 )
 def test_invalid_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -124,6 +130,31 @@ def test_several_errors_are_reported_together() -> None:
 
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VAD_QDRANT_API_KEY", "change-me-qdrant-api-key"),
+        ("VAD_S3_SECRET_KEY", "CHANGE-ME-minio-password"),
+        ("VAD_S3_ACCESS_KEY", "minioadmin"),
+        ("VAD_ADMIN_PASSWORD", "change-me-admin-password"),
+        ("VAD_COOKIE_KEY", "change-me"),
+    ],
+)
+def test_placeholder_and_default_secrets_are_refused(variable: str, value: str) -> None:
+    env = {"VAD_S3_ENDPOINT": "minio:9000", "VAD_S3_ACCESS_KEY": "app-user", "VAD_S3_SECRET_KEY": "Xq3v9-longer-secret"}
+    with pytest.raises(SettingsError, match=f"{variable} is still a placeholder") as caught:
+        load_settings(env={**env, variable: value})
+    assert value not in str(caught.value)
+
+
+def test_observability_settings_are_off_by_default_and_parsed() -> None:
+    default = load_settings(env={})
+    assert (default.metrics_port, default.log_format, default.log_level) == (None, "json", "INFO")
+    chosen = load_settings(env={"VAD_METRICS_PORT": "9101", "VAD_LOG_FORMAT": "TEXT", "VAD_LOG_LEVEL": "debug"})
+    assert (chosen.metrics_port, chosen.log_format, chosen.log_level) == (9101, "text", "DEBUG")
+    assert load_settings(env={"VAD_METRICS_PORT": ""}).metrics_port is None
 
 
 @pytest.mark.parametrize("variable", ["VAD_MODEL_WEIGHTS", "VAD_S3_SECURE"])

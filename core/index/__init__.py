@@ -25,14 +25,25 @@ __all__ = [
 ]
 
 
-def open_index(settings: Settings, model_name: str, dimension: int) -> VectorIndex:
-    """The index for this model: a server collection if ``VAD_QDRANT_URL`` is set, else embedded."""
+def open_index(settings: Settings, model_name: str, dimension: int, timeout: float = 30) -> VectorIndex:
+    """The index for this model: a server collection if ``VAD_QDRANT_URL`` is set, else embedded.
+
+    ``timeout`` bounds each request to a server (``doctor`` uses a short one).
+    """
     collection = collection_name(model_name, dimension)
     if settings.qdrant_url:
         from core.index.server import ServerIndex
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return ServerIndex(settings.qdrant_url, collection, dimension, api_key=api_key)
+        return ServerIndex(
+            settings.qdrant_url,
+            collection,
+            dimension,
+            api_key=api_key,
+            shards=settings.qdrant_shards,
+            replicas=settings.qdrant_replicas,
+            timeout=timeout,
+        )
     from core.index.edge import EdgeIndex
 
     return EdgeIndex(settings.data_dir / "index", collection, dimension)

@@ -43,15 +43,32 @@ class ServerIndex(VectorIndex):
 
     kind = "server"
 
-    def __init__(self, url: str, collection: str, dimension: int, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        collection: str,
+        dimension: int,
+        api_key: str | None = None,
+        shards: int = 1,
+        replicas: int = 1,
+        timeout: float = 30,
+    ) -> None:
         self.url = url
         self.collection = collection
         self.dimension = dimension
+        self.shards = shards
+        self.replicas = replicas
         local = url == ":memory:"
         # qdrant-client's local mode is not thread-safe; a server is.
         self._lock = threading.RLock() if local else nullcontext()
         try:
-            self.client = QdrantClient(location=url) if local else QdrantClient(url=url, api_key=api_key, timeout=30)
+            if local:
+                self.client = QdrantClient(location=url)
+            else:
+                # The server's version is reported by `doctor`; no warning on every start.
+                self.client = QdrantClient(
+                    url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False
+                )
             self._ensure_collection()
         except _ERRORS as exc:
             raise VectorIndexError(f"could not reach Qdrant at {url}: {exc}") from exc
@@ -70,6 +87,8 @@ class ServerIndex(VectorIndex):
             self.collection,
             vectors_config={VECTOR_NAME: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
             hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+            shard_number=self.shards,
+            replication_factor=self.replicas,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode: payload indexes are a no-op

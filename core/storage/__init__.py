@@ -27,8 +27,11 @@ __all__ = [
 ]
 
 
-def open_store(settings: Settings) -> ObjectStore:
-    """The store the settings name: S3 when ``VAD_S3_ENDPOINT`` is set, else ``DATA_DIR/objects``."""
+def open_store(settings: Settings, timeout: float = 60, retries: int = 3) -> ObjectStore:
+    """The store the settings name: S3 when ``VAD_S3_ENDPOINT`` is set, else ``DATA_DIR/objects``.
+
+    ``timeout`` and ``retries`` bound each S3 request (``doctor`` uses short ones).
+    """
     if settings.s3_endpoint:
         assert settings.s3_access_key and settings.s3_secret_key  # checked by Settings
         return S3Store(
@@ -38,5 +41,7 @@ def open_store(settings: Settings) -> ObjectStore:
             settings.s3_bucket,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            timeout=timeout,
+            retries=retries,
         )
     return LocalStore(settings.data_dir / "objects")

@@ -6,12 +6,16 @@ import io
 from datetime import timedelta
 from urllib.parse import urlparse
 
+import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 
 from core.storage.base import ObjectNotFound, ObjectStore, StorageError
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
+# Everything the minio client raises for a server it cannot reach or that refuses a request.
+_ERRORS = (MinioException, OSError, HTTPError, ValueError)
 
 
 def parse_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
@@ -36,21 +40,30 @@ class S3Store(ObjectStore):
         bucket: str,
         secure: bool | None = None,
         region: str | None = None,
+        timeout: float = 60,
+        retries: int = 3,
     ) -> None:
         host, tls = parse_endpoint(endpoint, secure)
         self.endpoint = f"{'https' if tls else 'http'}://{host}"
         self.bucket = bucket
-        self.client = Minio(host, access_key=access_key, secret_key=secret_key, secure=tls, region=region)
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(timeout, 10), read=timeout),
+            retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            maxsize=16,
+        )
         try:
+            self.client = Minio(
+                host, access_key=access_key, secret_key=secret_key, secure=tls, region=region, http_client=http
+            )
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket)
-        except (MinioException, OSError) as exc:
+        except _ERRORS as exc:
             raise StorageError(f"S3 at {self.endpoint}, bucket {bucket!r}: {_reason(exc)}") from exc
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
             self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
-        except (MinioException, OSError) as exc:
+        except _ERRORS as exc:
             raise StorageError(f"could not write {key}: {_reason(exc)}") from exc
 
     def get(self, key: str) -> bytes:
@@ -62,7 +75,7 @@ class S3Store(ObjectStore):
             if exc.code in _MISSING:
                 raise ObjectNotFound(key) from None
             raise StorageError(f"could not read {key}: {_reason(exc)}") from exc
-        except (MinioException, OSError) as exc:
+        except _ERRORS as exc:
             raise StorageError(f"could not read {key}: {_reason(exc)}") from exc
         finally:
             if response is not None:
@@ -75,7 +88,7 @@ class S3Store(ObjectStore):
         except S3Error as exc:
             if exc.code not in _MISSING:
                 raise StorageError(f"could not delete {key}: {_reason(exc)}") from exc
-        except (MinioException, OSError) as exc:
+        except _ERRORS as exc:
             raise StorageError(f"could not delete {key}: {_reason(exc)}") from exc
 
     def exists(self, key: str) -> bool:
@@ -86,7 +99,7 @@ class S3Store(ObjectStore):
             if exc.code in _MISSING:
                 return False
             raise StorageError(f"could not check {key}: {_reason(exc)}") from exc
-        except (MinioException, OSError) as exc:
+        except _ERRORS as exc:
             raise StorageError(f"could not check {key}: {_reason(exc)}") from exc
 
     def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
@@ -99,4 +112,8 @@ class S3Store(ObjectStore):
 def _reason(exc: Exception) -> str:
     if isinstance(exc, S3Error):
         return f"{exc.code}: {exc.message}"
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        # "HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno 111] ..."
+        detail = str(exc.reason).split("): ", 1)[-1]
+        return ("no answer: " if isinstance(exc.reason, ReadTimeoutError) else "cannot connect: ") + detail
     return str(exc) or type(exc).__name__
