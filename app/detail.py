@@ -77,7 +77,7 @@ def _dialog(image_id: str) -> None:
         if actions[0].button(
             "Re-embed", icon=":material/refresh:", width="stretch", help="Recompute the vector from the original"
         ):
-            with st.spinner("Embedding…"):
+            with st.spinner("Embedding…"), ui.track("re_embed", page="detail", image_id=image_id):
                 gallery.re_embed(services, user, image_id)
             st.toast("Vector recomputed")
         if actions[1].button("New thumbnail", icon=":material/image:", width="stretch"):
@@ -87,7 +87,8 @@ def _dialog(image_id: str) -> None:
         with st.popover("Delete image", icon=":material/delete:", width="stretch"):
             st.markdown("The original, its thumbnail and its vector are removed. This can't be undone.")
             if st.button("Delete for good", type="primary", key=f"delete_{image_id}"):
-                gallery.delete(services, user, [image_id])
+                with ui.track("delete", page="detail", image_id=image_id):
+                    gallery.delete(services, user, [image_id])
                 ui.bump_data_version()
                 _close()
                 st.rerun()

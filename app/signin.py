@@ -6,7 +6,9 @@ import streamlit as st
 import streamlit_authenticator as stauth
 
 from app import ui
+from core import metrics
 from core.auth import LoginThrottle, UserStore, cookie_key, ensure_admin
+from core.logs import log_event
 from core.settings import Settings
 
 COOKIE_NAME = "vad_session"
@@ -31,6 +33,11 @@ def _authenticator(settings: Settings, store: UserStore) -> stauth.Authenticate:
         ok = bool(check(username, password, *args, **kwargs))
         _throttle().record(username, ok)
         store.save()
+        # An unknown name is not logged: it may be a password typed into the wrong field.
+        known = username in store.users
+        outcome = "ok" if ok else "refused"
+        log_event("sign_in", user=username if known else None, known_user=known, outcome=outcome, page="sign_in")
+        metrics.REQUESTS.labels(page="sign_in", action="sign_in", outcome=outcome).inc()
         return ok
 
     controller.login = throttled_login
@@ -93,6 +100,8 @@ def _register(authenticator: stauth.Authenticate, store: UserStore) -> None:
         return
     if username:
         store.save()
+        log_event("register", user=username, page="sign_in")
+        metrics.REQUESTS.labels(page="sign_in", action="register", outcome="ok").inc()
         st.success(f"Account {username} created. Sign in with it in the first tab.", icon=":material/check:")
 
 
@@ -106,6 +115,8 @@ def account_section(authenticator: stauth.Authenticate, store: UserStore) -> Non
             fields={"Form name": "Change password", "Reset": "Change password"},
         ):
             store.save()
+            log_event("change_password", user=ui.signed_in_user(), page="account")
             st.success("Password changed.", icon=":material/check:")
-    except Exception as exc:
+    except Exception as exc:  # the library's messages say what is wrong with the new password
+        log_event("change_password", user=ui.signed_in_user(), outcome="refused", page="account")
         st.error(str(exc), icon=":material/error:")

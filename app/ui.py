@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import html
 import io
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from core import gallery
+from core import gallery, telemetry
 from core.auth import UserStore
 from core.images import open_rgb
+from core.logs import adopt_loggers, configure_logging
+from core.metrics import MetricsServerError, start_metrics_server
 from core.services import Services, open_services
 from core.settings import Settings, SettingsError, load_settings
 
@@ -40,10 +44,40 @@ def _services(env_items: tuple[tuple[str, str], ...]) -> Services:
 
 def settings() -> Settings:
     try:
-        return load_settings(_secrets_env())
+        loaded = load_settings(_secrets_env())
     except SettingsError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
+    _observability(loaded, loaded.log_format, loaded.log_level, loaded.metrics_port, loaded.metrics_address)
+    return loaded
+
+
+@st.cache_resource(show_spinner=False)
+def _observability(
+    _settings: Settings, log_format: str, log_level: str, metrics_port: int | None, metrics_address: str
+) -> str | None:
+    """Once per process: JSON logs, and the metrics endpoint when VAD_METRICS_PORT is set."""
+    configure_logging(_settings)
+    adopt_loggers("streamlit")  # Streamlit's own lines (e.g. uncaught page errors) as JSON, masked
+    if metrics_port is None:
+        return None
+    try:
+        start_metrics_server(metrics_port, metrics_address)
+    except MetricsServerError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return str(exc)
+    return None
+
+
+@contextmanager
+def track(action: str, page: str, expected: tuple[type[Exception], ...] = (), **fields: Any) -> Iterator[dict]:
+    """Log and count one user action of ``page`` (see core.telemetry.track)."""
+    user = st.session_state.get("username")
+    scope = scope_user() if user else None
+    if scope and scope != user:
+        fields["scope_user"] = scope
+    with telemetry.track(action, page=page, user=user, expected=expected, **fields) as info:
+        yield info
 
 
 def services() -> Services:

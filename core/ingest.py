@@ -14,8 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from time import perf_counter
 from typing import Any, Literal
 
+from core import metrics
 from core.embed import Embedder
 from core.hashing import phash_hex, pixel_sha256, sha256_hex
 from core.images import DecodedImage, ImageLimits, ImageRejected, check_size, decode, thumbnail_bytes
@@ -85,6 +87,7 @@ class Ingestor:
     ) -> list[IngestResult]:
         """Ingest ``items`` for ``user``; results come back in the order of ``items``."""
         check_user(user)
+        started = perf_counter()
         results: list[IngestResult | None] = [None] * len(items)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
         repeats: list[tuple[int, int]] = []  # (position of a repeat, position of the first copy)
@@ -121,7 +124,11 @@ class Ingestor:
             record(position, repeat)
         if progress:
             progress(done, len(items))
-        return [r for r in results if r is not None]
+        finished = [r for r in results if r is not None]
+        for result in finished:
+            metrics.IMAGES_INGESTED.labels(outcome=result.status).inc()
+        metrics.INGEST_DURATION.observe(perf_counter() - started)
+        return finished
 
     def _read_and_hash(self, entry: tuple[int, IngestItem]) -> tuple[int, _Candidate | IngestResult]:
         position, item = entry
@@ -170,12 +177,13 @@ class Ingestor:
         return fresh
 
     def _decode(self, candidate: _Candidate) -> _Candidate:
-        decoded = decode(candidate.data, self.limits)
-        candidate.decoded = decoded
-        candidate.phash = phash_hex(decoded.image)
-        candidate.pixel_sha256 = pixel_sha256(decoded.image)
-        candidate.quality = image_stats(decoded.image)
-        candidate.thumbnail = thumbnail_bytes(decoded)
+        with metrics.timed(metrics.IMAGE_PROCESSING, stage="decode"):
+            decoded = decode(candidate.data, self.limits)
+            candidate.decoded = decoded
+            candidate.phash = phash_hex(decoded.image)
+            candidate.pixel_sha256 = pixel_sha256(decoded.image)
+            candidate.quality = image_stats(decoded.image)
+            candidate.thumbnail = thumbnail_bytes(decoded)
         return candidate
 
     def _finish(
@@ -196,7 +204,11 @@ class Ingestor:
         if not ready:
             return
         try:
+            started = perf_counter()
             vectors = self.embedder.embed_images([c.decoded.image for c in ready if c.decoded])
+            per_image = (perf_counter() - started) / len(ready)
+            for _ in ready:
+                metrics.IMAGE_PROCESSING.labels(stage="embed").observe(per_image)
         except Exception as exc:
             log.exception("embedding failed")
             for c in ready:
@@ -246,10 +258,11 @@ class Ingestor:
         assert candidate.decoded is not None
         original = image_key(user, candidate.image_id, candidate.decoded.extension)
         thumb = thumbnail_key(user, candidate.image_id)
-        candidate.keys.append(original)
-        self.store.put(original, candidate.data, candidate.decoded.mime_type)
-        candidate.keys.append(thumb)
-        self.store.put(thumb, candidate.thumbnail, "image/webp")
+        with metrics.timed(metrics.IMAGE_PROCESSING, stage="store"):
+            candidate.keys.append(original)
+            self.store.put(original, candidate.data, candidate.decoded.mime_type)
+            candidate.keys.append(thumb)
+            self.store.put(thumb, candidate.thumbnail, "image/webp")
 
     def _remove_objects(self, candidate: _Candidate) -> None:
         for key in candidate.keys:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import metrics
 from core.images import decode
 from core.index import SearchHit
 from core.services import Services
@@ -17,7 +18,8 @@ def by_image_id(
     records = services.index.retrieve(user, [image_id], with_vectors=True)
     if not records or records[0].vector is None:
         raise SearchError("that image is not in your collection")
-    return services.index.search(user, records[0].vector, limit=limit, min_score=min_score, exclude_ids=[image_id])
+    with metrics.timed(metrics.VECTOR_SEARCH, kind="image"):
+        return services.index.search(user, records[0].vector, limit=limit, min_score=min_score, exclude_ids=[image_id])
 
 
 def by_upload(
@@ -25,8 +27,10 @@ def by_upload(
 ) -> list[SearchHit]:
     """Search with an image that is not stored: it is validated and embedded, nothing is kept."""
     decoded = decode(data, services.limits)  # raises ImageRejected (a ValueError) with the reason
-    vector = services.embedder.embed_images([decoded.image])[0]
-    return services.index.search(user, vector, limit=limit, min_score=min_score)
+    with metrics.timed(metrics.QUERY_EMBEDDING, kind="upload"):
+        vector = services.embedder.embed_images([decoded.image])[0]
+    with metrics.timed(metrics.VECTOR_SEARCH, kind="upload"):
+        return services.index.search(user, vector, limit=limit, min_score=min_score)
 
 
 def by_text(
@@ -36,5 +40,7 @@ def by_text(
     query = " ".join(str(text).split())[:300]
     if not query:
         raise SearchError("type a few words to search for, e.g. 'a dog on a beach'")
-    vector = services.embedder.embed_texts([query])[0]
-    return services.index.search(user, vector, limit=limit, min_score=min_score)
+    with metrics.timed(metrics.QUERY_EMBEDDING, kind="text"):
+        vector = services.embedder.embed_texts([query])[0]
+    with metrics.timed(metrics.VECTOR_SEARCH, kind="text"):
+        return services.index.search(user, vector, limit=limit, min_score=min_score)

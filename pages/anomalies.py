@@ -20,7 +20,8 @@ FILTERS = {UNUSUAL: "Unlike the rest", **{name: check.label for name, check in C
 @st.cache_resource(max_entries=32, show_spinner="Scoring your images…")
 def _report(_services_id: int, user: str, version: int, count: int, method: str, k: int):
     cache = ResultCache(services.settings.data_dir / "cache")
-    return anomaly_report(services, user, method, k, checks=True, cache=cache)
+    with ui.track("score_anomalies", page="anomalies", images=count, method=method, k=k):
+        return anomaly_report(services, user, method, k, checks=True, cache=cache)
 
 
 st.title("Anomalies")
@@ -114,7 +115,8 @@ if selected.empty:
 
 
 def review(image_id: str, status: str | None) -> None:
-    set_anomaly_review(services.index, user, [image_id], status)
+    with ui.track("review", page="anomalies", image_id=image_id, review=status or "cleared"):
+        set_anomaly_review(services.index, user, [image_id], status)
     ui.bump_data_version()
 
 

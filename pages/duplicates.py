@@ -25,7 +25,10 @@ LEVEL_HELP = {
 def _clusters(
     _services_id: int, user: str, version: int, count: int, levels: tuple[str, ...], near: int, semantic: float
 ) -> list[Cluster]:
-    return duplicate_report(services, user, levels, near, semantic)
+    with ui.track("find_duplicates", page="duplicates", images=count, levels=",".join(levels)) as event:
+        clusters = duplicate_report(services, user, levels, near, semantic)
+        event["clusters"] = len(clusters)
+    return clusters
 
 
 st.title("Duplicates")
@@ -102,8 +105,9 @@ with actions[0].popover(f"Delete {redundant} duplicate(s)", icon=":material/dele
     st.dataframe(frame[~frame["is_keeper"]][["cluster", "filename", "level"]], hide_index=True, height=220)
     confirm = st.checkbox("Yes, delete them for good", key="dup_bulk_confirm")
     if st.button("Delete all but the keepers", type="primary", disabled=not confirm, key="dup_bulk"):
-        with st.spinner("Deleting…"):
-            deleted = gallery.delete(services, user, [m for c in visible for m in c.to_delete])
+        doomed = [m for c in visible for m in c.to_delete]
+        with st.spinner("Deleting…"), ui.track("delete_duplicates", page="duplicates", images=len(doomed)):
+            deleted = gallery.delete(services, user, doomed)
         ui.bump_data_version()
         st.toast(f"Deleted {deleted} image(s)")
         st.rerun()
@@ -129,7 +133,8 @@ for cluster in visible[(number - 1) * PER_PAGE : number * PER_PAGE]:
             f"min similarity {cluster.min_similarity:.3f}  \nKeeper: {ui.escape(cluster.keeper_reason)}"
         )
         if head[1].button("Delete others", key=f"dup_del_{cluster.id}", icon=":material/delete:", width="stretch"):
-            gallery.delete(services, user, cluster.to_delete)
+            with ui.track("delete_duplicates", page="duplicates", images=len(cluster.to_delete)):
+                gallery.delete(services, user, cluster.to_delete)
             ui.bump_data_version()
             st.rerun()
         if head[2].button("Keep all", key=f"dup_keep_{cluster.id}", width="stretch", help="Hide this cluster for now"):
@@ -141,7 +146,8 @@ for cluster in visible[(number - 1) * PER_PAGE : number * PER_PAGE]:
             width="stretch",
             help="Remember that these are different images; they won't be proposed again",
         ):
-            mark_not_duplicates(services.index, user, cluster.members)
+            with ui.track("not_duplicates", page="duplicates", images=len(cluster.members)):
+                mark_not_duplicates(services.index, user, cluster.members)
             ui.bump_data_version()
             st.rerun()
         members = [{"id": m, **rows[m]} for m in cluster.members if m in rows]

@@ -18,7 +18,8 @@ MIN_IMAGES = 5
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _data(_services_id: int, user: str, version: int, count: int, params: ProjectionParams, colour: str):
     """Cached per colour: duplicate clusters are only computed when they colour the map."""
-    return explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour)
+    with ui.track("project", page="explorer", images=count, dims=params.dims, colour=colour):
+        return explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour)
 
 
 st.title("Explorer")
@@ -120,13 +121,15 @@ else:
     actions = st.columns([3, 1, 2, 2], vertical_alignment="bottom")
     tags = actions[0].text_input("Tags to add", placeholder="e.g. dogs, outdoor", key="exp_tags")
     if actions[1].button("Tag", icon=":material/sell:", width="stretch", disabled=not tags.strip()):
-        changed = gallery.add_tags(services, user, [c["id"] for c in chosen], gallery.normalise_tags(tags))
+        with ui.track("tag", page="explorer", images=len(chosen)):
+            changed = gallery.add_tags(services, user, [c["id"] for c in chosen], gallery.normalise_tags(tags))
         ui.bump_data_version()
         st.toast(f"Tagged {changed} image(s)")
     with actions[2].popover(f"Delete {len(chosen)}", icon=":material/delete:", width="stretch"):
         st.markdown(f"Deletes **{len(chosen)}** image(s) for good.")
         if st.checkbox("Yes, delete them", key="exp_confirm") and st.button("Delete", type="primary", key="exp_delete"):
-            gallery.delete(services, user, [c["id"] for c in chosen])
+            with ui.track("delete", page="explorer", images=len(chosen)):
+                gallery.delete(services, user, [c["id"] for c in chosen])
             ui.bump_data_version()
             st.rerun()
     if actions[3].button("Search similar to the first", icon=":material/image_search:", width="stretch"):

@@ -70,14 +70,16 @@ with bar[3]:
         with st.popover(f"{len(selection)} selected", icon=":material/checklist:", width="stretch"):
             new_tags = st.text_input("Add tags to the selection", placeholder="cats, outdoor", key="bulk_tags")
             if st.button("Add tags", icon=":material/sell:") and new_tags.strip():
-                changed = gallery.add_tags(services, user, sorted(selection), gallery.normalise_tags(new_tags))
+                with ui.track("tag", page="gallery", images=len(selection)):
+                    changed = gallery.add_tags(services, user, sorted(selection), gallery.normalise_tags(new_tags))
                 ui.bump_data_version()
                 st.toast(f"Tagged {changed} image(s)")
                 st.rerun()
             st.divider()
             confirm = st.checkbox(f"Yes, delete these {len(selection)} image(s) for good", key="bulk_confirm")
             if st.button("Delete selected", type="primary", icon=":material/delete:", disabled=not confirm):
-                deleted = gallery.delete(services, user, sorted(selection))
+                with ui.track("delete", page="gallery", images=len(selection)):
+                    deleted = gallery.delete(services, user, sorted(selection))
                 _clear_selection()
                 ui.bump_data_version()
                 st.toast(f"Deleted {deleted} image(s)")

@@ -52,7 +52,7 @@ try:
                 "Describe what you are looking for", placeholder="a red car in the snow", key="search_text"
             )
             if text.strip():
-                with st.spinner("Searching…"):
+                with st.spinner("Searching…"), ui.track("search_text", page="search", expected=(ValueError,)):
                     hits = search.by_text(services, user, text, limit, min_score or None)
     elif mode == "Stored image":
         images = ui.image_listing(user)
@@ -81,11 +81,15 @@ try:
         row = images[images["id"] == chosen].iloc[0].to_dict()
         with query_col:
             ui.thumb_card(row, f"query: {ui.escape(row['filename'])}")
-        hits = search.by_image_id(services, user, chosen, limit, min_score or None)
+        with ui.track("search_image", page="search", expected=(ValueError,)):
+            hits = search.by_image_id(services, user, chosen, limit, min_score or None)
     else:
         upload = st.file_uploader("An image to search with (it is not stored)", key="search_upload")
         if upload is not None:
-            with st.spinner("Embedding the image and searching…"):
+            with (
+                st.spinner("Embedding the image and searching…"),
+                ui.track("search_upload", page="search", expected=(ValueError,)),
+            ):
                 hits = search.by_upload(services, user, upload.getvalue(), limit, min_score or None)
 except ValueError as exc:  # a rejected upload, an empty query, an unknown image
     st.error(str(exc), icon=":material/error:")

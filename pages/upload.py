@@ -32,11 +32,15 @@ if submitted:
         def progress(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"Processed {done:,} of {total:,} images")
 
-        results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], progress=progress)
-        bar.empty()
-        new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
-        with st.spinner("Looking for near-duplicates of your earlier images…"):
-            near = near_duplicates_of_new(services, user, new_ids)
+        with ui.track("upload", page="upload", files=len(files)) as event:
+            results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], progress=progress)
+            bar.empty()
+            new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
+            with st.spinner("Looking for near-duplicates of your earlier images…"):
+                near = near_duplicates_of_new(services, user, new_ids)
+            for status in ("stored", "present", "rejected"):
+                event[status] = sum(r.status == status for r in results)
+            event["outcome"] = "partial" if event["rejected"] else "ok"
         st.session_state["upload_report"] = {"results": [r.to_dict() for r in results], "near": near}
         ui.bump_data_version()
         st.rerun()  # redraw the sidebar's image count too

@@ -33,7 +33,8 @@ with left, st.form("add_user", clear_on_submit=True):
     admin = st.checkbox("Admin")
     if st.form_submit_button("Add user", icon=":material/person_add:"):
         try:
-            store.add(name.strip(), password, admin=admin, email=email.strip())
+            with ui.track("add_user", page="users", target=name.strip(), expected=(UserError, ValueError)):
+                store.add(name.strip(), password, admin=admin, email=email.strip())
             st.success(f"User {name} added.")
             st.rerun()
         except (UserError, ValueError) as exc:
@@ -45,10 +46,12 @@ with right:
     cols = st.columns(3)
     try:
         if cols[0].button("Set password", disabled=not new_password):
-            store.set_password(target, new_password)
+            with ui.track("set_password", page="users", target=target, expected=(UserError,)):
+                store.set_password(target, new_password)
             st.success("Password changed.")
         if cols[1].button("Toggle admin"):
-            store.set_admin(target, not store.is_admin(target))
+            with ui.track("toggle_admin", page="users", target=target, expected=(UserError,)):
+                store.set_admin(target, not store.is_admin(target))
             st.rerun()
         if cols[2].button(
             "Remove",
@@ -56,7 +59,8 @@ with right:
             disabled=target == ui.signed_in_user(),
             help="The account goes; its images stay until deleted.",
         ):
-            store.remove(target)
+            with ui.track("remove_user", page="users", target=target, expected=(UserError,)):
+                store.remove(target)
             st.rerun()
     except UserError as exc:
         st.error(str(exc))
