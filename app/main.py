@@ -78,4 +78,5 @@ pages = {
 }
 if ui.is_admin():
     pages["Account"].append(st.Page(ui.PAGES / "users.py", title="Users", icon=":material/group:"))
+    pages["Account"].append(st.Page(ui.PAGES / "status.py", title="Status", icon=":material/monitor_heart:"))
 st.navigation(pages).run()

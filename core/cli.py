@@ -1,8 +1,8 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, duplicates, anomalies, project, users.
-Exit codes: 0 success, 1 some files were rejected (the others were stored), 2 usage or
-configuration error.
+Commands: ingest, info, doctor, duplicates, anomalies, project, users.
+Exit codes: 0 success, 1 some files were rejected (the others were stored) or a doctor check
+failed, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from core.embed import ModelLoadError
 from core.index import VectorIndexError
+from core.logs import configure_logging
 from core.settings import SettingsError, load_settings
 from core.storage import StorageError, check_user
+from core.telemetry import track
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -31,15 +34,34 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
+    action = " ".join(filter(None, [args.command, getattr(args, "users_command", None)]))
+    user = getattr(args, "user", None) or getattr(args, "name", None)
+    with track(action, page="cli", user=user) as event:
+        try:
+            code = int(args.handler(args))
+        except (UsageError, SettingsError, ModelLoadError, VectorIndexError, StorageError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            code = 130
+        event["exit_code"] = code
+        if code:
+            event["outcome"] = {EXIT_REJECTED: "partial", EXIT_USAGE: "refused"}.get(code, "interrupted")
+    return code
+
+
+def _configure_logging() -> None:
+    """JSON (or text) logs on stderr; the CLI shows warnings and up unless VAD_LOG_LEVEL asks for more."""
     try:
-        return int(args.handler(args))
-    except (UsageError, SettingsError, ModelLoadError, VectorIndexError, StorageError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        settings = load_settings()
+    except SettingsError:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return
+    if "VAD_LOG_LEVEL" not in os.environ:
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    configure_logging(settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
     info.set_defaults(handler=_info)
+
+    doctor = commands.add_parser("doctor", help="check settings, model, store, index and disk; exit 1 if any fails")
+    doctor.add_argument("--format", choices=["text", "json"], default="text")
+    doctor.add_argument("--versions", action="store_true", help="also list component versions")
+    doctor.set_defaults(handler=_doctor)
 
     duplicates = commands.add_parser("duplicates", help="duplicate clusters of a user's images")
     duplicates.add_argument("--user", required=True)
@@ -281,3 +308,30 @@ def _info(args: argparse.Namespace) -> int:
     if not counts:
         print("  (none yet: python -m core ingest PATH --user NAME)")
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from core.doctor import failed, results_frame, run_checks
+    from core.status import versions
+
+    results = run_checks()
+    bad = failed(results)
+    if args.format == "json":
+        report = {
+            "ok": not bad,
+            "failed": bad,
+            "checks": [{**vars(r), "seconds": round(r.seconds, 3)} for r in results],
+        }
+        if args.versions:
+            report["versions"] = dict(versions().itertuples(index=False, name=None))
+        print(json.dumps(report, indent=2))
+    else:
+        for row in results_frame(results).itertuples(index=False):
+            print(f"{row.status.upper():<5} {row.check:<9} {row.summary}")
+        if args.versions:
+            print()
+            for component, version in versions().itertuples(index=False, name=None):
+                print(f"  {component:<24} {version}")
+        print()
+        print(f"doctor: {len(bad)} failed: {', '.join(bad)}" if bad else "doctor: all checks passed")
+    return EXIT_REJECTED if bad else EXIT_OK
