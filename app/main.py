@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from app import signin, ui  # noqa: E402
+from core import metrics  # noqa: E402
 
 st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSETS / "logo.svg"), layout="wide")
 ui.inject_css()
@@ -79,4 +80,6 @@ pages = {
 if ui.is_admin():
     pages["Account"].append(st.Page(ui.PAGES / "users.py", title="Users", icon=":material/group:"))
     pages["Account"].append(st.Page(ui.PAGES / "status.py", title="Status", icon=":material/monitor_heart:"))
-st.navigation(pages).run()
+page = st.navigation(pages)
+metrics.PAGE_RUNS.labels(page=page.title).inc()
+page.run()

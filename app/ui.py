@@ -103,6 +103,13 @@ def is_admin() -> bool:
     return "admin" in (st.session_state.get("roles") or [])
 
 
+def require_admin(what: str) -> None:
+    """Stop the page with a clear message unless the signed-in user is an admin."""
+    if not is_admin():
+        st.error(f"Only admins can {what}.", icon=":material/lock:")
+        st.stop()
+
+
 def scope_user() -> str:
     """Whose images the pages show: the signed-in user, or for an admin the user they picked."""
     if is_admin():

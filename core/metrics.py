@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0)
 
+PAGE_RUNS = Counter("app_page_runs_total", "Page runs: views and widget interactions, per page", ["page"])
 REQUESTS = Counter("app_requests_total", "Page actions handled", ["page", "action", "outcome"])
 REQUEST_DURATION = Histogram("app_request_duration_seconds", "Time per page action", ["page", "action"], buckets=_SLOW)
 ERRORS = Counter("app_errors_total", "Page actions and background steps that failed", ["page", "action"])

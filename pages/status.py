@@ -15,9 +15,7 @@ ICONS = {
     "skip": ":gray[:material/block:]",
 }
 
-if not ui.is_admin():
-    st.error("Only admins can see the service status.", icon=":material/lock:")
-    st.stop()
+ui.require_admin("see the service status")
 
 settings = ui.settings()
 services = ui.services()

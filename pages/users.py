@@ -8,9 +8,7 @@ import streamlit as st
 from app import ui
 from core.auth import UserError
 
-if not ui.is_admin():
-    st.error("Only admins can manage users.", icon=":material/lock:")
-    st.stop()
+ui.require_admin("manage users")
 
 settings = ui.settings()
 services = ui.services()

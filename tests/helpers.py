@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 import zipfile
 import zlib
@@ -226,3 +233,45 @@ def synthetic_collection(vectors: np.ndarray, user: str = "alice", **columns: li
         frame[name] = list(values)
     frame = pd.concat([frame, stats_frame(frame["quality"])], axis=1)
     return Collection(user, frame, unit_rows(vectors) if n else np.zeros((0, 8), np.float32))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(log_path: Path, env: dict[str, str], timeout: float = 90) -> Iterator[str]:
+    """A real ``streamlit run app/main.py`` on a free loopback port; yields its URL, stops it after.
+
+    ``env`` is the whole environment of the app process (start from ``os.environ``).
+    """
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

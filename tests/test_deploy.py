@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from helpers import free_port
 from jsonschema.validators import validator_for
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -697,12 +698,6 @@ def test_everything_the_app_needs_is_copied_and_nothing_else(dockerfile) -> None
 
 
 # --- 4. running the image's commands in its layout ------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from apptest_helpers import button, new_app, sign_in
 from helpers import S3Server, png
 
 from core import telemetry
-from core.logs import MASK, configure_logging, log_event
+from core.logs import MASK, adopt_loggers, configure_logging, log_event
 from core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,6 +132,29 @@ def test_text_format_is_one_readable_line(root_logging, secret_settings) -> None
     stream = capture(secret_settings[0], "text")
     logging.getLogger("core.ingest").warning("disk almost full")
     assert stream.getvalue().rstrip().endswith("WARNING core.ingest: disk almost full")
+
+
+def test_adopted_loggers_write_json_through_the_one_handler(root_logging, secret_settings) -> None:
+    settings, values = secret_settings
+    stream = capture(settings)
+    own = logging.getLogger("thirdparty.web")  # like Streamlit's loggers: own console handler, no propagation
+    printed = io.StringIO()
+    own.addHandler(logging.StreamHandler(printed))
+    own.propagate = False
+    other = logging.getLogger("thirdpartyweb.other")  # same prefix text, different package: left alone
+    other.propagate = False
+    try:
+        assert adopt_loggers("thirdparty") >= 1
+        own.error("uncaught error with key %s", values["qdrant_api_key"])
+        other.error("not adopted")
+    finally:
+        own.handlers.clear()
+        other.propagate = True
+    lines = json_lines(stream.getvalue())
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("thirdparty.web", "uncaught error with key ********")
+    ]
+    assert printed.getvalue() == ""
 
 
 def test_log_event_carries_action_user_outcome_and_duration(root_logging, secret_settings) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import jpeg, png, tiny_services
+from helpers import free_port, jpeg, png, running_app, tiny_services
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import search, telemetry
@@ -29,12 +28,6 @@ from core.sources import IngestItem
 
 ROOT = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape(port: int) -> Samples:
@@ -219,7 +212,7 @@ def app_with_metrics(tmp_path: Path) -> Iterator[tuple[str, int, str, str]]:
 
     if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
         pytest.skip("Debian chromium is not installed (make test installs it)")
-    port, metrics = free_port(), free_port()
+    metrics = free_port()
     admin, password = "metricsadmin", "Metrics-" + secrets.token_urlsafe(10)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
     env.update(
@@ -233,49 +226,8 @@ def app_with_metrics(tmp_path: Path) -> Iterator[tuple[str, int, str, str]]:
             "VAD_ADMIN_PASSWORD": password,
         }
     )
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "main.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+    with running_app(tmp_path / "streamlit.log", env) as url:
         yield url, metrics, admin, password
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def _scrape_when_up(port: int, timeout: float = 60) -> Samples:
@@ -338,3 +290,6 @@ def test_the_running_app_serves_its_metrics(app_with_metrics, tmp_path: Path) ->
     assert value(after, "image_processing_duration_seconds_count", stage="embed") == 1
     assert value(after, "vector_search_duration_seconds_count", kind="text") == 1
     assert value(after, "query_embedding_duration_seconds_count", kind="text") == 1
+    assert value(after, "app_page_runs_total", page="Upload") >= 1  # the pages the browser visited
+    assert value(after, "app_page_runs_total", page="Search") >= 1
+    assert value(after, "app_page_runs_total", page="Status") == 0
