@@ -126,6 +126,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler
             root.removeHandler(old)
         root.addHandler(handler)
         root.setLevel(settings.log_level)
+    logging.captureWarnings(True)  # Python warnings become log lines too (JSON, masked)
     quiet = logging.WARNING if settings.log_level != "DEBUG" else logging.DEBUG
     for name in _NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(quiet)

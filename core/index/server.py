@@ -65,10 +65,14 @@ class ServerIndex(VectorIndex):
             if local:
                 self.client = QdrantClient(location=url)
             else:
-                # The server's version is reported by `doctor`; no warning on every start.
-                self.client = QdrantClient(
-                    url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False
-                )
+                # The server's version is reported by `doctor`; no warning on every start. An API key
+                # over plain http is the norm inside a compose network (docs/deployment.md: TLS
+                # between hosts), so qdrant-client's warning about it is not repeated at each start.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+                    self.client = QdrantClient(
+                        url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False
+                    )
             self._ensure_collection()
         except _ERRORS as exc:
             raise VectorIndexError(f"could not reach Qdrant at {url}: {exc}") from exc
