@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: run test lint chromium bench-ingest bench-index clean
+.PHONY: run test lint chromium compose-cli bench-ingest bench-index clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: install Debian's chromium package to run the browser tests"; fi; }
 
-test: $(VENV)/.installed-dev chromium
+# The deployment tests also ask a real Compose implementation to read docker-compose.yml (no engine
+# needed): Docker's plugin if present, else Debian's docker-compose.
+compose-cli:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "note: install docker compose (or Debian's docker-compose) to run the compose test"; fi; }
+
+test: $(VENV)/.installed-dev chromium compose-cli
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -950,3 +950,41 @@ def test_requirements_resolve_to_the_pinned_torch(dockerfile, tmp_path: Path) ->
     assert (
         tag.startswith(report["environment"]["python_version"] + "-") or tag == report["environment"]["python_version"]
     ), f"resolved for Python {report['environment']['python_version']}, the image runs {dockerfile.baseimage}"
+
+
+# --- 5. a real Compose implementation reads the file ----------------------------------------------
+
+
+def compose_command() -> list[str] | None:
+    """Docker's compose plugin, else the standalone docker-compose; None when neither is installed."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+@pytest.mark.skipif(
+    compose_command() is None and not os.environ.get("CI"),
+    reason="no docker compose / docker-compose installed (make test installs Debian's docker-compose)",
+)
+@pytest.mark.parametrize("with_env", [True, False], ids=["with-.env", "without-.env"])
+def test_compose_config_accepts_the_file_and_demands_the_secrets(tmp_path: Path, with_env: bool) -> None:
+    command = compose_command()
+    assert command, "CI must have a Compose implementation (make test installs one)"
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    if with_env:
+        shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    clean_env = {k: v for k, v in os.environ.items() if k not in read_env_file(ENV_EXAMPLE)}
+    result = subprocess.run(
+        [*command, "config"], cwd=tmp_path, env=clean_env, capture_output=True, text=True, timeout=60
+    )
+    if with_env:
+        assert result.returncode == 0, result.stderr
+        config = yaml.safe_load(result.stdout)
+        app = config["services"]["app"]["environment"]
+        assert app["VAD_QDRANT_URL"] == "http://qdrant:6333"
+        assert app["VAD_QDRANT_API_KEY"] == config["services"]["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"]
+    else:
+        assert result.returncode != 0
+        assert "set QDRANT_API_KEY in .env" in result.stderr or "set MINIO_ROOT" in result.stderr, result.stderr
