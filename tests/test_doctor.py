@@ -18,7 +18,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-from helpers import S3Server, ingest_files, list_keys, png, tiny_services
+from helpers import S3Server, free_port, ingest_files, list_keys, png, tiny_services
 from test_cli import run_cli
 
 from core import doctor
@@ -46,10 +46,8 @@ def statuses(results: dict[str, CheckResult]) -> dict[str, str]:
 
 
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound once to pick it, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on."""
+    return free_port()
 
 
 @pytest.fixture
