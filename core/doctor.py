@@ -185,6 +185,8 @@ class IndexCheck(Check):
             return self.result("warn", f"in use by another process (the running app?): {exc}")
         except Exception as exc:
             where = f"VAD_QDRANT_URL={s.qdrant_url}" if s.qdrant_url else f"VAD_DATA_DIR={s.data_dir}"
+            if getattr(exc.__cause__, "status_code", None) in (401, 403):  # qdrant-client's UnexpectedResponse
+                where += ": the server refused the API key (check VAD_QDRANT_API_KEY)"
             return self.result("fail", f"{where}: {exc}")
         details = {"index": ctx.index.describe(), "images": sum(counts.values()), "users": len(counts)}
         version = server_version(ctx.index)

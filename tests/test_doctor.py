@@ -7,9 +7,11 @@ path, and the session's SeaweedFS for S3 (right and wrong credentials, closed an
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -203,6 +205,45 @@ def test_silent_qdrant_server_times_out_in_seconds(tmp_path: Path, silent_port: 
     assert results["index"].summary.startswith(f"VAD_QDRANT_URL=http://127.0.0.1:{silent_port}: ")
     assert "timed out" in results["index"].summary
     assert results["index"].seconds < 20
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[int]:
+    """A loopback HTTP server that answers every request 401, as Qdrant does for a wrong API key."""
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _refuse(self) -> None:
+            body = b'{"status":{"error":"Must provide an API key or an Authorization bearer token"}}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
+
+        def log_message(self, *args: object) -> None:  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_refused_qdrant_api_key_names_the_key_variable(tmp_path: Path, refusing_server: int) -> None:
+    api_key = "wrong-qdrant-key-1234"
+    url = f"http://127.0.0.1:{refusing_server}"
+    results = check(embedded_env(tmp_path / "data", VAD_QDRANT_URL=url, VAD_QDRANT_API_KEY=api_key))
+    assert results["index"].status == "fail"
+    summary = results["index"].summary
+    assert summary.startswith(f"VAD_QDRANT_URL={url}: the server refused the API key (check VAD_QDRANT_API_KEY)")
+    assert "401" in summary
+    assert api_key not in json.dumps([vars(r) for r in results.values()])
 
 
 # --- settings -----------------------------------------------------------------------------------
