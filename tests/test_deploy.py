@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import urllib.request
@@ -36,7 +35,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from helpers import free_port
+from helpers import free_port, serve_http
 from jsonschema.validators import validator_for
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -813,17 +812,8 @@ class _Answer(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def http_server(body: bytes) -> Iterator[int]:
-    handler = type("Handler", (_Answer,), {"body": body})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+def http_server(body: bytes) -> contextlib.AbstractContextManager[int]:
+    return serve_http(type("Handler", (_Answer,), {"body": body}))
 
 
 def test_healthcheck_follows_the_base_path_and_refuses_a_wrong_answer(image: Image) -> None:

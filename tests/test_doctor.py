@@ -11,7 +11,6 @@ import http.server
 import json
 import re
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-from helpers import S3Server, free_port, ingest_files, list_keys, png, tiny_services
+from helpers import S3Server, free_port, ingest_files, list_keys, png, serve_http, tiny_services
 from test_cli import run_cli
 
 from core import doctor
@@ -225,14 +224,8 @@ def refusing_server() -> Iterator[int]:
         def log_message(self, *args: object) -> None:  # keep the test output clean
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Refuse) as port:
+        yield port
 
 
 def test_refused_qdrant_api_key_names_the_key_variable(tmp_path: Path, refusing_server: int) -> None:
