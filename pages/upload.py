@@ -56,7 +56,7 @@ if report:
     cols[2].metric("Rejected", rejected)
     if rejected:
         st.error(
-            f"{rejected} file(s) were rejected; the reasons are in the table. The others were stored.",
+            f"{rejected} file(s) were rejected; the reasons are in the table. The others are in your collection.",
             icon=":material/error:",
         )
     near = report["near"]
