@@ -41,6 +41,12 @@ def _gradient(size: tuple[int, int], mode: str = "L") -> Image.Image:
     return Image.linear_gradient("L").resize(size, Image.Resampling.BILINEAR).convert(mode)
 
 
+def _tiff(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="TIFF", compression="tiff_adobe_deflate")
+    return out.getvalue()
+
+
 def _gray16(size: tuple[int, int]) -> Image.Image:
     width, height = size
     ramp = np.linspace(0, 65535, width, dtype=np.uint16)
@@ -65,6 +71,7 @@ CLASSES: dict[str, Callable[[], bytes]] = {
     "rgb-100mp.png": lambda: _png(_gradient((10_000, 10_000), "RGB")),
     "gray16-100mp.png": lambda: _png(_gray16((10_000, 10_000))),
     "palette-alpha-100mp.png": lambda: _palette_alpha(),
+    "float-100mp.tif": lambda: _tiff(_gradient((10_000, 10_000), "F")),
     "animation-10x3162x3162.gif": lambda: _animation(10, (3162, 3162)),
     "animation-200x1000x1000.gif": lambda: _animation(200, (1000, 1000)),
 }

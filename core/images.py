@@ -62,6 +62,12 @@ _ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_SWAPS_SIDES = {
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_270,
+}
 
 
 class ImageRejected(ValueError):
@@ -130,7 +136,8 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
 
 
 def check_pixels(width: int, height: int, frames: int = 1, limits: ImageLimits = ImageLimits()) -> None:
-    """Reject images whose pixels, counted over all frames, exceed the limit (which is allowed)."""
+    """Reject images whose pixels, counted over all frames, exceed the limit; an image of exactly
+    ``limits.max_pixels`` is accepted."""
     pixels = width * height * frames
     if pixels > limits.max_pixels:
         shape = f"{frames:,} frames of {width}x{height}" if frames > 1 else f"{width}x{height}"
@@ -170,7 +177,9 @@ def open_rgb(data: bytes, max_side: int = DISPLAY_SIDE) -> Image.Image:
 def model_input(image: Image.Image) -> Image.Image:
     """``image`` bounded for a model's transform: the longest side at most
     ``MODEL_MAX_ASPECT * WORKING_SIDE``, and a shape no more elongated than ``MODEL_MAX_ASPECT``
-    (the short side padded with grey, the image centred). Ordinary shapes pass unchanged."""
+    (the short side padded with grey, the image centred). Ordinary RGB images pass unchanged."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
     image = _reduce(image, WORKING_SIDE, MODEL_MAX_ASPECT * WORKING_SIDE)
     width, height = image.size
     if max(width, height) <= MODEL_MAX_ASPECT * min(width, height):
@@ -195,13 +204,7 @@ def _working_copy(image: Image.Image, shortest_side: int, longest_side: int) -> 
     reduced = _reduce(_resizable(image), shortest_side, longest_side)
     if turn is not None:
         reduced = reduced.transpose(turn)
-    turned = turn in (
-        Image.Transpose.TRANSPOSE,
-        Image.Transpose.TRANSVERSE,
-        Image.Transpose.ROTATE_90,
-        Image.Transpose.ROTATE_270,
-    )
-    return _to_rgb(reduced, value_range), turned
+    return _to_rgb(reduced, value_range), turn in _SWAPS_SIDES
 
 
 def _reduce(image: Image.Image, shortest_side: int, longest_side: int) -> Image.Image:

@@ -25,7 +25,16 @@ from PIL import Image, features
 
 from bench.input_memory import BUDGET_MB, TEST_CLASSES, measure, write_inputs
 from core.embed import Embedder
-from core.images import ACCEPTED_FORMATS, MODEL_MAX_ASPECT, WORKING_MAX_SIDE, ImageLimits, decode, model_input
+from core.images import (
+    ACCEPTED_FORMATS,
+    DISPLAY_SIDE,
+    MODEL_MAX_ASPECT,
+    WORKING_MAX_SIDE,
+    ImageLimits,
+    decode,
+    model_input,
+    open_rgb,
+)
 from core.index import ImageRecord, collection_name
 from core.index.edge import EdgeIndex
 from core.ingest import Ingestor, IngestResult
@@ -136,9 +145,10 @@ def zero_bomb(megabytes: int) -> bytes:
     return b"".join(packer.compress(block) for _ in range(megabytes)) + packer.flush()
 
 
-def animation(frames: int, size: tuple[int, int]) -> bytes:
+def animation(frames: int, size: tuple[int, int], fmt: str = "GIF") -> bytes:
+    """An animation (GIF, APNG, WebP) or a multi-page file (TIFF) of distinct frames."""
     images = [Image.new("RGB", size, (255 * (i % 2), 40, 90)) for i in range(frames)]
-    return encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=50)
+    return encode(images[0], fmt, save_all=True, append_images=images[1:], duration=50)
 
 
 def over(shape: str, pixels: int) -> str:
@@ -160,6 +170,9 @@ def test_degenerate_and_limit_edge_images(ingestor: Ingestor, index: EdgeIndex) 
         "interlaced.png": adam7_png((13, 7)),
         "animation-at-the-limit.gif": animation(2, (100, 50)),
         "animation-over.gif": animation(3, (100, 50)),
+        "animation-at-the-limit.png": animation(2, (100, 50), "PNG"),
+        "animation-over.webp": animation(3, (100, 50), "WEBP"),
+        "pages-over.tiff": animation(2, (100, 60), "TIFF"),
     }
     ingest_exactly(
         ingestor,
@@ -175,6 +188,9 @@ def test_degenerate_and_limit_edge_images(ingestor: Ingestor, index: EdgeIndex) 
             "interlaced.png": ("stored", None),
             "animation-at-the-limit.gif": ("stored", None),
             "animation-over.gif": ("rejected", over("3 frames of 100x50", 15_000)),
+            "animation-at-the-limit.png": ("stored", None),
+            "animation-over.webp": ("rejected", over("3 frames of 100x50", 15_000)),
+            "pages-over.tiff": ("rejected", over("2 frames of 100x60", 12_000)),
         },
     )
     for record in index.scroll(USER):  # every statistic of every degenerate image is a real number
@@ -429,6 +445,11 @@ def test_the_working_copy_is_bounded_in_both_dimensions() -> None:
     decoded = decode(encode(Image.new("L", (1, 65535), 40), "PNG"))
     assert (decoded.width, decoded.height) == (1, 65535)
     assert decoded.image.size == (1, WORKING_MAX_SIDE)
+
+
+def test_an_original_opened_for_display_is_bounded() -> None:
+    image = open_rgb(encode(gradient((5000, 300)), "PNG"))
+    assert image.size == (DISPLAY_SIDE, 123)
 
 
 def test_an_extreme_strip_embeds_quickly(tiny: Embedder) -> None:
