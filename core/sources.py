@@ -100,7 +100,11 @@ def _items_from_folder(root: Path) -> Iterator[IngestItem]:
     """Every entry under ``root``, sorted by path; hidden folders and links to folders are one
     item each and are not entered."""
     entries: list[tuple[Path, str | None]] = []  # (path, reason it is not read)
-    for folder, subfolders, files in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        entries.append((Path(error.filename), f"could not read the folder: {error.strerror}"))
+
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
         base = Path(folder)
         for name in list(subfolders):
             child = base / name

@@ -367,8 +367,11 @@ def test_a_member_that_lies_about_its_size_is_not_inflated(ingestor: Ingestor) -
     """1,000 bytes declared, 512 MiB inside (with the CRC of the whole stream or of its first
     1,000 bytes): refused after reading 1,001 bytes, so in far less time than inflating it takes."""
     stream = zero_bomb(512)
+    full_crc = 0
+    for _ in range(512):
+        full_crc = zlib.crc32(bytes(2**20), full_crc)
     archives = [
-        ("full-crc.zip", raw_zip(b"bomb.png", stream, 1000, zlib.crc32(bytes(512 * 2**20)))),
+        ("full-crc.zip", raw_zip(b"bomb.png", stream, 1000, full_crc)),
         ("prefix-crc.zip", raw_zip(b"bomb.png", stream, 1000, zlib.crc32(bytes(1000)))),
         ("over-the-byte-limit.zip", raw_zip(b"big.png", stream, 512 * 2**20, zlib.crc32(b""))),
     ]
