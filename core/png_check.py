@@ -53,8 +53,6 @@ def verify_png(data: bytes) -> None:
             if header[3] == 3 and not has_palette:
                 raise BrokenPng("palette image without a PLTE chunk before its image data")
             inflated += _inflate(inflater, body, expected - inflated)
-        elif kind == b"IEND":
-            break
     if not inflater.eof:
         raise BrokenPng("the image data stream is truncated")
     if inflated != expected:
