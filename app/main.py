@@ -13,6 +13,7 @@ import streamlit as st  # noqa: E402
 
 from app import signin, ui  # noqa: E402
 from core import metrics  # noqa: E402
+from core.auth import UserError, validate_username  # noqa: E402
 
 st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSETS / "logo.svg"), layout="wide")
 ui.inject_css()
@@ -26,13 +27,22 @@ st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
 st.session_state["authenticator"] = authenticator
 
 
+def usable(name: str) -> bool:
+    """Whether ``name`` can own images (a users.yaml entry may predate the name rule)."""
+    try:
+        validate_username(name)
+    except UserError:
+        return False
+    return True
+
+
 def sidebar() -> None:
     with st.sidebar:
         st.logo(str(ui.ASSETS / "logo.svg"), size="large")
         role = "admin" if ui.is_admin() else "user"
         st.markdown(f"**{ui.escape(user)}** · {role}")
         if ui.is_admin():
-            users = sorted(set(store.users) | set(services.index.counts_by_user()))
+            users = sorted(filter(usable, set(store.users) | set(services.index.counts_by_user())))
             current = st.session_state.get("scope_user") or user
             st.selectbox(
                 "Viewing images of",
@@ -58,12 +68,11 @@ def sidebar() -> None:
             )
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
-        authenticator.logout("Sign out", location="sidebar", key="sign_out")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            signin.sign_out(authenticator, store)
 
 
 sidebar()
-if not st.session_state.get("authentication_status"):  # signed out just now
-    st.rerun()
 pages = {
     "Collection": [
         st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),

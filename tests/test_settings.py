@@ -26,33 +26,35 @@ def test_every_variable_is_parsed(tmp_path: Path) -> None:
     env = {
         "VAD_DATA_DIR": str(tmp_path / "data"),
         "VAD_QDRANT_URL": "http://qdrant:6333",
-        "VAD_QDRANT_API_KEY": "qdrant-secret",
+        "VAD_QDRANT_API_KEY": "qdrant-secret-7f3k",  # 12+ characters: shorter keys are refused
         "VAD_S3_ENDPOINT": "https://s3.example.com",
         "VAD_S3_ACCESS_KEY": "AKIA-ACCESS",
-        "VAD_S3_SECRET_KEY": "s3-secret",
+        "VAD_S3_SECRET_KEY": "s3-secret-9q2w",
         "VAD_S3_BUCKET": "my-bucket",
         "VAD_S3_SECURE": "false",
         "VAD_MODEL": "ViT-B-16:laion2b_s34b_b88k",
         "VAD_MODEL_WEIGHTS": str(weights),
         "VAD_DEVICE": "cuda:1",
         "VAD_BATCH_SIZE": "8",
+        "VAD_SESSION_HOURS": "1.5",
         "NOT_OURS": "ignored",
     }
     settings = load_settings(env=env)
     assert settings.data_dir == tmp_path / "data"
     assert settings.qdrant_url == "http://qdrant:6333"
     assert settings.qdrant_api_key is not None
-    assert settings.qdrant_api_key.get_secret_value() == "qdrant-secret"
+    assert settings.qdrant_api_key.get_secret_value() == "qdrant-secret-7f3k"
     assert settings.s3_endpoint == "https://s3.example.com"
     assert settings.s3_access_key == "AKIA-ACCESS"
     assert settings.s3_secret_key is not None
-    assert settings.s3_secret_key.get_secret_value() == "s3-secret"
+    assert settings.s3_secret_key.get_secret_value() == "s3-secret-9q2w"
     assert settings.s3_bucket == "my-bucket"
     assert settings.s3_secure is False
     assert settings.model == "ViT-B-16:laion2b_s34b_b88k"
     assert settings.model_weights == weights
     assert settings.device == "cuda:1"
     assert settings.batch_size == 8
+    assert settings.session_hours == 1.5
     assert settings.uses_s3
     assert settings.uses_qdrant_server
 
