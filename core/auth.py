@@ -275,7 +275,7 @@ class LoginThrottle:
             else:
                 self._failures.pop(key, None)
         extra = len(recent) - self.free_attempts
-        return 0.0 if extra < 0 else min(self.max_delay, self.base_delay * 2**extra)
+        return 0.0 if extra < 0 or not recent else min(self.max_delay, self.base_delay * 2**extra)
 
     def wait(self, username: str) -> float:
         delay = self.delay_for(username)
