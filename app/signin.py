@@ -24,6 +24,7 @@ from core.settings import Settings
 _LIBRARY_COOKIE = "vad_library_cookie"  # never written (cookie_expiry_days=0): our own cookie is sessions.COOKIE_NAME
 _SESSION = "vad_session"  # st.session_state key: the live sessions.Session
 _PENDING_COOKIE = "vad_pending_cookie"  # a token to write, or "" to delete the cookie
+_REFUSED_COOKIE = "vad_refused_cookie"  # the request's cookie, once found invalid
 _NOTICE = "vad_sign_in_notice"  # why the last session ended, shown above the form
 
 
@@ -83,11 +84,12 @@ def _begin_session(settings: Settings, store: UserStore, user: str) -> None:
 def _resume_from_cookie(settings: Settings, store: UserStore, authenticator: stauth.Authenticate) -> None:
     """Sign in from the browser's session cookie (a reload, a new tab) when it is still valid."""
     token = st.context.cookies.get(sessions.COOKIE_NAME)
-    if not token:
+    if not token or token == st.session_state.get(_REFUSED_COOKIE):
         return
     session = sessions.decode(token, _key(settings), store)
-    if session is None:
-        st.session_state[_PENDING_COOKIE] = ""  # forged, expired or revoked: drop it
+    if session is None:  # forged, expired or revoked: drop it (the request keeps it until a reload)
+        st.session_state[_REFUSED_COOKIE] = token
+        st.session_state[_PENDING_COOKIE] = ""
         return
     authenticator.authentication_controller.login(token={"username": session.user})
     st.session_state[_SESSION] = session
