@@ -650,3 +650,28 @@ def test_sign_out_ends_the_users_other_sessions(app_env: Path) -> None:
     second.run()
     assert second.session_state["authentication_status"] is not True
     assert "Your session has ended" in texts(second)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_users_page_refuses_an_invalid_name_and_a_reset_ends_that_users_session(app_env: Path) -> None:
+    admin = open_page(signed_in_app(app_env, "root", admin=True), "users")
+    form_fields = {t.label: t for t in admin.text_input}
+    form_fields["User name"].input("_lead")
+    form_fields["Password"].input(PASSWORD)
+    button(admin, "Add user").click()
+    admin.run()
+    assert not admin.exception
+    assert any("invalid user name '_lead'" in e.value for e in admin.error), [e.value for e in admin.error]
+    assert not UserStore(app_env).exists("_lead")
+
+    user = signed_in_app(app_env, "quinn")
+    admin.run()  # the admin's page lists the new account
+    admin.selectbox(key="users_target").set_value("quinn")
+    admin.text_input(key="users_password").input(OTHER_PASSWORD)
+    admin.run()  # the button is enabled once a password is typed
+    button(admin, "Set password").click()
+    admin.run()
+    assert "Password changed" in texts(admin)
+    user.run()
+    assert user.session_state["authentication_status"] is not True
+    assert "Your session has ended" in texts(user)
