@@ -26,14 +26,15 @@ MIN_ADMIN_PASSWORD_LENGTH = 8
 #: Words that make a secret guessable: refused alone, or with digits and symbols around them
 #: ("minioadmin123", "Password1!", "admin2024"), compared case-insensitively. The list holds the
 #: defaults of the services this app talks to (MinIO, streamlit-authenticator's examples) and
-#: the most common passwords.
+#: the most common passwords. Secrets of only digits and symbols are refused as well.
 COMMON_SECRET_WORDS = frozenset(
     {
-        "admin", "administrator", "changeme", "default", "letmein", "login", "master", "minio",
-        "minioadmin", "pass", "passw0rd", "p@ssw0rd", "p@ssword", "password", "qwerty", "qwertyuiop", "root", "secret",
-        "some_key", "some_signature_key", "random_signature_key", "test", "welcome", "iloveyou",
-        "abc", "abcdef", "abcdefgh", "dragon", "monkey", "football", "baseball", "sunshine", "user",
-        "guest", "qdrant", "streamlit", "123456", "1234567890", "12345678", "123456789", "111111",
+        "abc", "abcdef", "abcdefgh", "admin", "administrator", "baseball", "changeme", "default",
+        "dragon", "football", "guest",
+        "iloveyou", "letmein", "login", "master", "minio", "minioadmin", "monkey", "p@ssw0rd",
+        "p@ssword", "pass", "passw0rd", "password", "qdrant", "qwerty", "qwertyuiop",
+        "random_signature_key", "root", "secret", "some_key", "some_signature_key", "streamlit",
+        "sunshine", "test", "user", "welcome",
     }
 )  # fmt: skip
 _DECORATION = re.compile(r"^[\W\d_]*(?P<word>.*?)[\W\d_]*$")
@@ -209,13 +210,12 @@ class Settings(BaseModel):
 
 
 def is_guessable_secret(text: str) -> bool:
-    """A placeholder, or a common word with at most digits and symbols around it."""
+    """A placeholder, only digits and symbols, or a common word with only digits and symbols around it."""
     lowered = text.strip().lower()
     if lowered.startswith(PLACEHOLDER_PREFIX):
         return True
-    match = _DECORATION.fullmatch(lowered)
-    core = match["word"] if match else lowered
-    return lowered in COMMON_SECRET_WORDS or core in COMMON_SECRET_WORDS or not core
+    word = _DECORATION.fullmatch(lowered)["word"]  # the pattern matches any text
+    return not word or word in COMMON_SECRET_WORDS
 
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@", re.I)
