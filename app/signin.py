@@ -38,8 +38,9 @@ def _key(settings: Settings) -> str:
 
 
 def _authenticator(settings: Settings, store: UserStore) -> stauth.Authenticate:
+    # login_sleep_time=0: the library waits 0.7 s on every run for its own cookie, which is not used.
     authenticator = stauth.Authenticate(
-        store.credentials, _LIBRARY_COOKIE, _key(settings), cookie_expiry_days=0, auto_hash=False
+        store.credentials, _LIBRARY_COOKIE, _key(settings), cookie_expiry_days=0, auto_hash=False, login_sleep_time=0
     )
     controller = authenticator.authentication_controller
     check, register = controller.login, controller.register_user
