@@ -208,10 +208,9 @@ def assert_config_error(result: subprocess.CompletedProcess[str], *needles: str)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
-@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
-def test_cuda_without_a_gpu_is_a_configuration_error(tmp_path: Path, device: str) -> None:
-    result = run_cli("info", data_dir=tmp_path, VAD_DEVICE=device)
-    assert_config_error(result, f"VAD_DEVICE={device}: no CUDA device is available")
+def test_cuda_without_a_gpu_is_a_configuration_error(tmp_path: Path) -> None:
+    result = run_cli("info", data_dir=tmp_path, VAD_DEVICE="cuda")
+    assert_config_error(result, "VAD_DEVICE=cuda: no CUDA device is available")
 
 
 def test_a_read_only_data_dir_is_a_configuration_error(tmp_path: Path) -> None:
