@@ -13,7 +13,7 @@ import streamlit as st  # noqa: E402
 
 from app import signin, ui  # noqa: E402
 from core import metrics  # noqa: E402
-from core.auth import UserError, validate_username  # noqa: E402
+from core.auth import is_valid_username  # noqa: E402
 
 st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSETS / "logo.svg"), layout="wide")
 ui.inject_css()
@@ -27,22 +27,13 @@ st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
 st.session_state["authenticator"] = authenticator
 
 
-def usable(name: str) -> bool:
-    """Whether ``name`` can own images (a users.yaml entry may predate the name rule)."""
-    try:
-        validate_username(name)
-    except UserError:
-        return False
-    return True
-
-
 def sidebar() -> None:
     with st.sidebar:
         st.logo(str(ui.ASSETS / "logo.svg"), size="large")
         role = "admin" if ui.is_admin() else "user"
         st.markdown(f"**{ui.escape(user)}** · {role}")
         if ui.is_admin():
-            users = sorted(filter(usable, set(store.users) | set(services.index.counts_by_user())))
+            users = sorted(filter(is_valid_username, set(store.users) | set(services.index.counts_by_user())))
             current = st.session_state.get("scope_user") or user
             st.selectbox(
                 "Viewing images of",

@@ -47,6 +47,15 @@ def validate_username(name: str) -> str:
         raise UserError(str(exc)) from None
 
 
+def is_valid_username(name: str) -> bool:
+    """Whether ``name`` passes ``validate_username`` (a users.yaml entry may predate the rule)."""
+    try:
+        validate_username(name)
+    except UserError:
+        return False
+    return True
+
+
 def sign_in_key(name: str) -> str:
     """The name streamlit-authenticator looks up for ``name`` (it lower-cases and strips it)."""
     return name.lower().strip()

@@ -33,6 +33,7 @@ from core.auth import (
     UserStore,
     cookie_key,
     ensure_admin,
+    is_valid_username,
     sign_in_key,
     validate_username,
 )
@@ -471,11 +472,13 @@ def test_validate_username_refuses_what_storage_refuses(name: str) -> None:
         validate_username(name)
     with pytest.raises(ValueError):
         check_user(name)  # the storage rule says the same
+    assert not is_valid_username(name)
 
 
 def test_validate_username_gives_the_stored_form() -> None:
     assert validate_username("Alice.B@example.org") == "alice.b@example.org"
     assert validate_username("a" * 64) == "a" * 64
+    assert is_valid_username("Alice.B@example.org")
 
 
 # --- the throttle keys on the name the library looks up -----------------------------------------
