@@ -19,12 +19,11 @@ st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSET
 ui.inject_css()
 
 settings = ui.settings()
-authenticator = signin.require_login(settings)
+signin.require_login(settings)
 services = ui.services()
 store = ui.user_store(str(settings.data_dir))
 user = ui.signed_in_user()
 st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
-st.session_state["authenticator"] = authenticator
 
 
 def sidebar() -> None:
@@ -60,7 +59,7 @@ def sidebar() -> None:
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
-            signin.sign_out(authenticator, store)
+            signin.sign_out(store)
 
 
 sidebar()

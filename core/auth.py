@@ -1,4 +1,4 @@
-"""Users, roles and credentials for the app's sign-in (streamlit-authenticator's YAML format).
+"""Users, roles and credentials for the app's sign-in (``users.yaml``).
 
 Passwords are bcrypt hashes; the file is written atomically with 0600 permissions. The cookie key
 is generated at first start and kept in the data directory, never hard-coded. Each user carries a
@@ -8,6 +8,7 @@ removal) revokes every session of that user, in every process that reads the fil
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -57,12 +58,21 @@ def is_valid_username(name: str) -> bool:
 
 
 def sign_in_key(name: str) -> str:
-    """The name streamlit-authenticator looks up for ``name`` (it lower-cases and strips it)."""
+    """The account a name typed at sign-in stands for: lower-case, surrounding spaces dropped.
+
+    The throttle keys on it, so case and padding never open a fresh bucket (the sign-in form
+    also refuses padded names outright).
+    """
     return name.lower().strip()
 
 
 def new_session_stamp() -> str:
     return secrets.token_urlsafe(16)
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -136,12 +146,12 @@ class UserStore:
         with self._lock:
             if self._stat() != self._mtime:
                 fresh = self._read()
-                # streamlit-authenticator keeps a reference to this dict: update it in place.
+                # Callers may hold a reference to this dict: update it in place.
                 self.credentials.clear()
                 self.credentials.update(fresh)
 
     def save(self) -> None:
-        """Persist the credentials (also after streamlit-authenticator changed them in place)."""
+        """Persist the credentials (also after a caller changed them in place)."""
         with self._lock:
             _write_private(self.path, yaml.safe_dump(self.credentials, sort_keys=True))
             self._mtime = self._stat()
@@ -230,10 +240,10 @@ class UserStore:
             self.save()
 
     def verify(self, username: str, password: str) -> bool:
+        """Whether ``password`` is the user's; an unknown name costs a bcrypt check too (no timing tell)."""
         user = self.users.get(username)
-        if not user:
-            return False
-        return bcrypt.checkpw(password.encode(), str(user.get("password", "")).encode())
+        stored = str(user.get("password", "")) if user else _unknown_user_hash()
+        return bcrypt.checkpw(password.encode(), stored.encode()) and user is not None
 
     def _require(self, username: str) -> dict[str, Any]:
         if username not in self.users:
