@@ -113,16 +113,12 @@ def test_duplicate_user_is_refused(store: UserStore, tmp_path: Path) -> None:
 
 
 def test_user_names_differing_only_in_case_cannot_both_exist(store: UserStore) -> None:
-    from streamlit_authenticator.models.authentication_model import AuthenticationModel
-
+    """Sign-in lower-cases names (sign_in_key), so "Alice" and "alice" are one account."""
     store.add("Alice", PASSWORD)
-    try:
-        store.add("alice", OTHER_PASSWORD)
-    except UserError:
-        return  # refused: what the sign-in library needs
-    # Both were accepted: what the app's authenticator makes of them.
-    AuthenticationModel(credentials=store.credentials, auto_hash=False)
-    assert len(store.users) == 2, f"one account was lost: {sorted(store.users)}"
+    assert list(store.users) == ["alice"]
+    with pytest.raises(UserError, match="exists"):
+        store.add("ALICE", OTHER_PASSWORD)
+    assert store.verify(sign_in_key("ALICE"), PASSWORD)
 
 
 @pytest.mark.parametrize("password", ["", "short", "x" * (MIN_PASSWORD_LENGTH - 1)])
@@ -678,3 +674,17 @@ def test_users_page_refuses_an_invalid_name_and_a_reset_ends_that_users_session(
     user.run()
     assert user.session_state["authentication_status"] is not True
     assert "Your session has ended" in texts(user)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_password_change_needs_the_current_password(app_env: Path) -> None:
+    at = open_page(signed_in_app(app_env, "rita"), "account")
+    fields = {t.label: t for t in at.text_input}
+    fields["Current password"].input("not-the-password")
+    fields["New password"].input(OTHER_PASSWORD)
+    fields["Repeat password"].input(OTHER_PASSWORD)
+    button(at, "Change password").click()
+    at.run()
+    assert "Password not changed: the current password is wrong" in texts(at)
+    assert UserStore(app_env).verify("rita", APP_PASSWORD)
+    assert at.session_state["authentication_status"] is True  # still signed in here
