@@ -13,17 +13,17 @@ import streamlit as st  # noqa: E402
 
 from app import signin, ui  # noqa: E402
 from core import metrics  # noqa: E402
+from core.auth import is_valid_username  # noqa: E402
 
 st.set_page_config(page_title="Visual Anomaly Dashboard", page_icon=str(ui.ASSETS / "logo.svg"), layout="wide")
 ui.inject_css()
 
 settings = ui.settings()
-authenticator = signin.require_login(settings)
+signin.require_login(settings)
 services = ui.services()
 store = ui.user_store(str(settings.data_dir))
 user = ui.signed_in_user()
 st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
-st.session_state["authenticator"] = authenticator
 
 
 def sidebar() -> None:
@@ -32,7 +32,7 @@ def sidebar() -> None:
         role = "admin" if ui.is_admin() else "user"
         st.markdown(f"**{ui.escape(user)}** · {role}")
         if ui.is_admin():
-            users = sorted(set(store.users) | set(services.index.counts_by_user()))
+            users = sorted(filter(is_valid_username, set(store.users) | set(services.index.counts_by_user())))
             current = st.session_state.get("scope_user") or user
             st.selectbox(
                 "Viewing images of",
@@ -58,12 +58,11 @@ def sidebar() -> None:
             )
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
-        authenticator.logout("Sign out", location="sidebar", key="sign_out")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            signin.sign_out(store)
 
 
 sidebar()
-if not st.session_state.get("authentication_status"):  # signed out just now
-    st.rerun()
 pages = {
     "Collection": [
         st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),

@@ -21,7 +21,7 @@ from core.logs import adopt_loggers, configure_logging
 from core.metrics import MetricsServerError, start_metrics_server
 from core.names import display_name
 from core.services import Services, open_services
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError, load_settings, mask_url_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
@@ -87,7 +87,7 @@ def services() -> Services:
     try:
         return _services(env)
     except Exception as exc:  # configuration or backend errors: say what is wrong, don't crash
-        st.error(f"The dashboard could not start: {exc}", icon=":material/error:")
+        st.error(f"The dashboard could not start: {mask_url_credentials(str(exc))}", icon=":material/error:")
         st.stop()
 
 

@@ -1,11 +1,14 @@
-"""Users, roles and credentials for the app's sign-in (streamlit-authenticator's YAML format).
+"""Users, roles and credentials for the app's sign-in (``users.yaml``).
 
 Passwords are bcrypt hashes; the file is written atomically with 0600 permissions. The cookie key
-is generated at first start and kept in the data directory, never hard-coded.
+is generated at first start and kept in the data directory, never hard-coded. Each user carries a
+random ``session_stamp``: session tokens name it, and replacing it (sign-out, password change,
+removal) revokes every session of that user, in every process that reads the file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -25,11 +28,51 @@ USERS_FILE = "users.yaml"
 COOKIE_KEY_FILE = "cookie_key"
 ROLES = ("user", "admin")
 MIN_PASSWORD_LENGTH = 8
+MAX_THROTTLED_NAMES = 10_000
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class UserError(ValueError):
     """A user operation was refused; the message says why."""
+
+
+def validate_username(name: str) -> str:
+    """The account name ``name`` stands for (lower-case), or UserError saying why it is refused.
+
+    The one rule for registration, the Users page and the CLI: the storage rule (``check_user``),
+    so every accepted name can own images. Surrounding spaces are refused, not trimmed.
+    """
+    try:
+        return check_user(name).lower()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def is_valid_username(name: str) -> bool:
+    """Whether ``name`` passes ``validate_username`` (a users.yaml entry may predate the rule)."""
+    try:
+        validate_username(name)
+    except UserError:
+        return False
+    return True
+
+
+def sign_in_key(name: str) -> str:
+    """The account a name typed at sign-in stands for: lower-case, surrounding spaces dropped.
+
+    The throttle keys on it, so case and padding never open a fresh bucket (the sign-in form
+    also refuses padded names outright).
+    """
+    return name.lower().strip()
+
+
+def new_session_stamp() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -103,12 +146,12 @@ class UserStore:
         with self._lock:
             if self._stat() != self._mtime:
                 fresh = self._read()
-                # streamlit-authenticator keeps a reference to this dict: update it in place.
+                # Callers may hold a reference to this dict: update it in place.
                 self.credentials.clear()
                 self.credentials.update(fresh)
 
     def save(self) -> None:
-        """Persist the credentials (also after streamlit-authenticator changed them in place)."""
+        """Persist the credentials (also after a caller changed them in place)."""
         with self._lock:
             _write_private(self.path, yaml.safe_dump(self.credentials, sort_keys=True))
             self._mtime = self._stat()
@@ -136,7 +179,7 @@ class UserStore:
 
     def add(self, username: str, password: str, *, admin: bool = False, name: str = "", email: str = "") -> None:
         """Create an account; names are stored lower-case, as the sign-in form matches them."""
-        username = check_user(username).lower()
+        username = validate_username(username)
         check_password_strength(password)
         if email and not _EMAIL_RE.match(email):
             raise UserError(f"{email!r} is not an e-mail address")
@@ -151,14 +194,34 @@ class UserStore:
                 "roles": ["admin"] if admin else ["user"],
                 "failed_login_attempts": 0,
                 "logged_in": False,
+                "session_stamp": new_session_stamp(),
             }
             self.save()
 
     def set_password(self, username: str, password: str) -> None:
+        """New password; every session of the user ends."""
         check_password_strength(password)
         with self._lock:
-            self._require(username)["password"] = hash_password(password)
+            user = self._require(username)
+            user["password"] = hash_password(password)
+            user["session_stamp"] = new_session_stamp()
             self.save()
+
+    def session_stamp(self, username: str) -> str:
+        """The user's current session stamp (given one if the file predates stamps)."""
+        with self._lock:
+            user = self._require(username)
+            if not user.get("session_stamp"):
+                user["session_stamp"] = new_session_stamp()
+                self.save()
+            return str(user["session_stamp"])
+
+    def revoke_sessions(self, username: str) -> None:
+        """End every session of ``username`` (tokens carry the old stamp); no-op for unknown users."""
+        with self._lock:
+            if username in self.users:
+                self.users[username]["session_stamp"] = new_session_stamp()
+                self.save()
 
     def set_admin(self, username: str, admin: bool) -> None:
         with self._lock:
@@ -177,10 +240,10 @@ class UserStore:
             self.save()
 
     def verify(self, username: str, password: str) -> bool:
+        """Whether ``password`` is the user's; an unknown name costs a bcrypt check too (no timing tell)."""
         user = self.users.get(username)
-        if not user:
-            return False
-        return bcrypt.checkpw(password.encode(), str(user.get("password", "")).encode())
+        stored = str(user.get("password", "")) if user else _unknown_user_hash()
+        return bcrypt.checkpw(password.encode(), stored.encode()) and user is not None
 
     def _require(self, username: str) -> dict[str, Any]:
         if username not in self.users:
@@ -197,7 +260,12 @@ def ensure_admin(store: UserStore, username: str | None, password: str | None) -
 
 
 class LoginThrottle:
-    """Slows down repeated failed sign-ins for one name: no delay for the first few, then doubling."""
+    """Slows down repeated failed sign-ins for one name: no delay for the first few, then doubling.
+
+    Names are keyed by ``sign_in_key``, exactly as the sign-in library looks them up, so case and
+    padding do not open fresh buckets. At most ``max_names`` names are tracked: the one that
+    failed least recently is dropped first, so a name under attack stays tracked.
+    """
 
     def __init__(
         self,
@@ -206,22 +274,27 @@ class LoginThrottle:
         max_delay: float = 30.0,
         window: float = 900.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_names: int = MAX_THROTTLED_NAMES,
     ) -> None:
         self.free_attempts = free_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.window = window
         self._sleep = sleep
+        self.max_names = max_names
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def delay_for(self, username: str) -> float:
-        now = time.monotonic()
+        key, now = sign_in_key(username), time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(username.lower(), []) if now - t < self.window]
-            self._failures[username.lower()] = recent
+            recent = [t for t in self._failures.get(key, []) if now - t < self.window]
+            if recent:
+                self._failures[key] = recent
+            else:
+                self._failures.pop(key, None)
         extra = len(recent) - self.free_attempts
-        return 0.0 if extra < 0 else min(self.max_delay, self.base_delay * 2**extra)
+        return 0.0 if extra < 0 or not recent else min(self.max_delay, self.base_delay * 2**extra)
 
     def wait(self, username: str) -> float:
         delay = self.delay_for(username)
@@ -230,8 +303,12 @@ class LoginThrottle:
         return delay
 
     def record(self, username: str, success: bool) -> None:
+        key = sign_in_key(username)
         with self._lock:
             if success:
-                self._failures.pop(username.lower(), None)
-            else:
-                self._failures.setdefault(username.lower(), []).append(time.monotonic())
+                self._failures.pop(key, None)
+                return
+            # Re-inserted at the end: the names least recently failed are the first to be dropped.
+            self._failures[key] = [*self._failures.pop(key, []), time.monotonic()]
+            while len(self._failures) > self.max_names:
+                del self._failures[next(iter(self._failures))]

@@ -20,7 +20,7 @@ from pathlib import Path
 from core.embed import ModelLoadError
 from core.index import VectorIndexError
 from core.logs import configure_logging
-from core.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings, mask_url_credentials
 from core.storage import StorageError, check_user
 from core.telemetry import track
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = int(args.handler(args))
         except (UsageError, SettingsError, ModelLoadError, VectorIndexError, StorageError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {mask_url_credentials(str(exc))}", file=sys.stderr)
             code = EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

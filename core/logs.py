@@ -12,12 +12,13 @@ import sys
 import threading
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from core.settings import Settings
+from core.settings import Settings, mask_url_credentials
 
 MASK = "********"
 EVENTS = logging.getLogger("vad.events")
@@ -45,10 +46,11 @@ def register_secrets(values: Iterable[str | SecretStr | None]) -> None:
 
 
 def mask(text: str) -> str:
-    """``text`` with registered secrets and ``password=...``-style values replaced by a mask."""
+    """``text`` with registered secrets, passwords inside URLs and ``password=...``-style values masked."""
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
+    text = mask_url_credentials(text)
     return _SENSITIVE_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
 
 
@@ -112,7 +114,10 @@ def json_formatter() -> logging.Formatter:
 
 def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     """Route every logger through one handler (JSON or text, per ``VAD_LOG_FORMAT``); idempotent."""
-    register_secrets([settings.qdrant_api_key, settings.s3_secret_key, settings.admin_password, settings.cookie_key])
+    url_password = urlparse(settings.qdrant_url).password if settings.qdrant_url else None
+    register_secrets(
+        [settings.qdrant_api_key, settings.s3_secret_key, settings.admin_password, settings.cookie_key, url_password]
+    )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name("vad")
     handler.addFilter(RedactSecrets())

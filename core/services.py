@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from core.embed import Embedder, load_embedder
 from core.images import ImageLimits
 from core.index import VectorIndex, open_index
 from core.ingest import Ingestor
-from core.settings import Settings, SettingsError, load_settings
-from core.storage import ObjectStore, open_store
+from core.settings import Settings, SettingsError, check_data_dir, check_device, load_settings, mask_url_credentials
+from core.storage import ObjectStore, StorageError, open_store
+
+#: Seconds the start-up probes of S3 and Qdrant may take, so a wrong address fails before the model loads.
+PROBE_TIMEOUT_S = 3
 
 
 @dataclass
@@ -32,13 +36,54 @@ class Services:
         self.index.close()
 
 
-def open_services(settings: Settings | None = None) -> Services:
-    """Load the model, then open the store and the model's collection in the index."""
-    settings = settings or load_settings()
+def check_backends(settings: Settings, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Reach the S3 store and the Qdrant server with short limits; SettingsError naming the variable."""
+    if settings.uses_s3:
+        try:
+            open_store(settings, timeout=timeout, retries=0)
+        except StorageError as exc:
+            raise SettingsError(f"VAD_S3_ENDPOINT={settings.s3_endpoint}: {exc}") from exc
+    if settings.qdrant_url and settings.qdrant_url != ":memory:":
+        _probe_qdrant(settings, timeout)
+
+
+def _probe_qdrant(settings: Settings, timeout: float) -> None:
+    from qdrant_client import QdrantClient
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    assert settings.qdrant_url
+    shown = mask_url_credentials(settings.qdrant_url)
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SettingsError(f"VAD_DATA_DIR: cannot use {settings.data_dir} as the data folder ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+            client = QdrantClient(
+                url=settings.qdrant_url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False
+            )
+        try:
+            client.get_collections()
+        finally:
+            client.close()
+    except UnexpectedResponse as exc:
+        if exc.status_code in (401, 403):
+            refused = f"VAD_QDRANT_URL={shown}: the server refused the API key (check VAD_QDRANT_API_KEY)"
+            raise SettingsError(refused) from None
+        raise SettingsError(f"VAD_QDRANT_URL={shown}: unexpected answer {exc.status_code}") from None
+    except Exception as exc:  # connection refused, timeouts, TLS: all mean "not reachable"
+        reason = mask_url_credentials(f"{type(exc).__name__}: {exc}")
+        raise SettingsError(f"VAD_QDRANT_URL={shown}: could not reach Qdrant ({reason})") from None
+
+
+def open_services(settings: Settings | None = None) -> Services:
+    """Check the data folder, the device and the servers, then load the model and open the parts.
+
+    The cheap checks come first, so a configuration error is reported in seconds, not after the
+    model has loaded.
+    """
+    settings = settings or load_settings()
+    check_data_dir(settings.data_dir)
+    check_device(settings.device)
+    check_backends(settings)
     embedder = load_embedder(settings.model, settings.model_weights, settings.device)
     store = open_store(settings)
     index = open_index(settings, embedder.name, embedder.dimension)

@@ -7,6 +7,8 @@ setting ``VAD_QDRANT_URL`` or ``VAD_S3_ENDPOINT`` switches to servers without co
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -16,10 +18,28 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 ENV_PREFIX = "VAD_"
 
-#: Values that must never reach a server as credentials: the ``.env.example`` placeholders and
-#: MinIO's well-known default.
+#: The ``.env.example`` placeholders start with this.
 PLACEHOLDER_PREFIX = "change-me"
-KNOWN_DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret"})
+#: Secrets shorter than this are refused (the admin password has MIN_ADMIN_PASSWORD_LENGTH).
+MIN_SECRET_LENGTH = 12
+MIN_ADMIN_PASSWORD_LENGTH = 8
+#: Words that make a secret guessable: refused alone, or with digits and symbols around them
+#: ("minioadmin123", "Password1!", "admin2024"), compared case-insensitively. The list holds the
+#: defaults of the services this app talks to (MinIO, streamlit-authenticator's examples) and
+#: the most common passwords. Secrets of only digits and symbols are refused as well.
+COMMON_SECRET_WORDS = frozenset(
+    {
+        "abc", "abcdef", "abcdefgh", "admin", "administrator", "baseball", "changeme", "default",
+        "dragon", "football", "guest",
+        "iloveyou", "letmein", "login", "master", "minio", "minioadmin", "monkey", "p@ssw0rd",
+        "p@ssword", "pass", "passw0rd", "password", "qdrant", "qwerty", "qwertyuiop",
+        "random_signature_key", "root", "secret", "some_key", "some_signature_key", "streamlit",
+        "sunshine", "test", "user", "welcome",
+    }
+)  # fmt: skip
+_DECORATION = re.compile(r"^[\W\d_]*(?P<word>.*?)[\W\d_]*$")
+_KEYS_WITH_MIN_LENGTH = frozenset({"qdrant_api_key", "s3_secret_key", "cookie_key"})
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class SettingsError(ValueError):
@@ -58,6 +78,7 @@ class Settings(BaseModel):
     admin_user: str | None = None
     admin_password: SecretStr | None = None
     cookie_key: SecretStr | None = None
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
 
     metrics_port: int | None = Field(None, ge=1, le=65535)
     metrics_address: str = "0.0.0.0"
@@ -106,8 +127,7 @@ class Settings(BaseModel):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        base = value.split(":", 1)[0]
-        if base not in ("auto", "cpu", "cuda", "mps"):
+        if not _DEVICE_RE.fullmatch(value):
             raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
         return value
 
@@ -128,8 +148,8 @@ class Settings(BaseModel):
     @field_validator("admin_password")
     @classmethod
     def _check_admin_password(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 8:
-            raise ValueError("must have at least 8 characters")
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_PASSWORD_LENGTH:
+            raise ValueError(f"must have at least {MIN_ADMIN_PASSWORD_LENGTH} characters")
         return value
 
     @field_validator("log_level", mode="before")
@@ -143,14 +163,19 @@ class Settings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
+    def _refuse_weak_secrets(self) -> Settings:
+        """Placeholders and common words anywhere; short keys where a machine holds the secret."""
         for name in ("qdrant_api_key", "s3_access_key", "s3_secret_key", "admin_password", "cookie_key"):
             value = getattr(self, name)
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if text and (text.lower().startswith(PLACEHOLDER_PREFIX) or text.lower() in KNOWN_DEFAULT_SECRETS):
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            if text and is_guessable_secret(text):
                 raise ValueError(
-                    f"{ENV_PREFIX}{name.upper()} is still a placeholder or a well-known default: "
-                    "set a real secret (see .env.example)"
+                    f"{variable} is still a placeholder or a well-known default: set a real secret (see .env.example)"
+                )
+            if text and name in _KEYS_WITH_MIN_LENGTH and len(text) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"{variable} is too short: use a random secret of {MIN_SECRET_LENGTH} characters or more"
                 )
         return self
 
@@ -174,14 +199,60 @@ class Settings(BaseModel):
         return self.qdrant_url is not None
 
     def describe(self) -> dict[str, str]:
-        """Human-readable settings with secrets masked, for `info` and the app's status view."""
+        """Human-readable settings with secrets masked (also inside URLs), for `info` and Status."""
         shown: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********"
-            shown[f"{ENV_PREFIX}{name.upper()}"] = "" if value is None else str(value)
+            shown[f"{ENV_PREFIX}{name.upper()}"] = "" if value is None else mask_url_credentials(str(value))
         return shown
+
+
+def is_guessable_secret(text: str) -> bool:
+    """A placeholder, only digits and symbols, or a common word with only digits and symbols around it."""
+    lowered = text.strip().lower()
+    if lowered.startswith(PLACEHOLDER_PREFIX):
+        return True
+    word = _DECORATION.fullmatch(lowered)["word"]  # the pattern matches any text
+    return not word or word in COMMON_SECRET_WORDS
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@", re.I)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with every password inside a URL masked: ``http://user:***@host``."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Create the data folder if needed and prove it writable, else SettingsError naming VAD_DATA_DIR."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"{ENV_PREFIX}DATA_DIR: cannot use {data_dir} as the data folder ({reason})") from exc
+
+
+def check_device(device: str) -> None:
+    """SettingsError naming VAD_DEVICE when the device it names is not on this machine."""
+    if device in ("auto", "cpu"):
+        return
+    import torch  # only here: settings load without it
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise SettingsError(f"{ENV_PREFIX}DEVICE=mps: no Apple MPS device is available")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise SettingsError(f"{ENV_PREFIX}DEVICE={device}: no CUDA device is available")
+    number = int(device.partition(":")[2] or 0)
+    if number >= count:
+        raise SettingsError(f"{ENV_PREFIX}DEVICE={device}: only {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

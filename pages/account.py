@@ -17,4 +17,4 @@ st.markdown(
     + (f" · {ui.escape(info['email'])}" if info.get("email") else "")
 )
 with st.container(border=True):
-    signin.account_section(st.session_state["authenticator"], store)
+    signin.account_section(settings, store)

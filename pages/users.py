@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import signin, ui
 from core.auth import UserError
 
 ui.require_admin("manage users")
@@ -45,8 +45,10 @@ with right:
     try:
         if cols[0].button("Set password", disabled=not new_password):
             with ui.track("set_password", page="users", target=target, expected=(UserError,)):
-                store.set_password(target, new_password)
-            st.success("Password changed.")
+                store.set_password(target, new_password)  # ends the target's sessions
+            if target == ui.signed_in_user():
+                signin.renew_session(settings, store)  # ... but not the admin's own, here
+            st.success("Password changed; that user's sessions are signed out.")
         if cols[1].button("Toggle admin"):
             with ui.track("toggle_admin", page="users", target=target, expected=(UserError,)):
                 store.set_admin(target, not store.is_admin(target))

@@ -290,3 +290,12 @@ def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[in
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung server); yields the port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]

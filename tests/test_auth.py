@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 
 import bcrypt
+import jwt
 import pytest
 import yaml
+from apptest_helpers import PASSWORD as APP_PASSWORD
+from apptest_helpers import add_user, button, new_app, open_page, sign_in, signed_in_app, texts
 
+from core import sessions
 from core.auth import (
     COOKIE_KEY_FILE,
     MIN_PASSWORD_LENGTH,
@@ -29,8 +33,12 @@ from core.auth import (
     UserStore,
     cookie_key,
     ensure_admin,
+    is_valid_username,
+    sign_in_key,
+    validate_username,
 )
 from core.cli import main as cli_main
+from core.storage import check_user
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
@@ -105,16 +113,12 @@ def test_duplicate_user_is_refused(store: UserStore, tmp_path: Path) -> None:
 
 
 def test_user_names_differing_only_in_case_cannot_both_exist(store: UserStore) -> None:
-    from streamlit_authenticator.models.authentication_model import AuthenticationModel
-
+    """Sign-in lower-cases names (sign_in_key), so "Alice" and "alice" are one account."""
     store.add("Alice", PASSWORD)
-    try:
-        store.add("alice", OTHER_PASSWORD)
-    except UserError:
-        return  # refused: what the sign-in library needs
-    # Both were accepted: what the app's authenticator makes of them.
-    AuthenticationModel(credentials=store.credentials, auto_hash=False)
-    assert len(store.users) == 2, f"one account was lost: {sorted(store.users)}"
+    assert list(store.users) == ["alice"]
+    with pytest.raises(UserError, match="exists"):
+        store.add("ALICE", OTHER_PASSWORD)
+    assert store.verify(sign_in_key("ALICE"), PASSWORD)
 
 
 @pytest.mark.parametrize("password", ["", "short", "x" * (MIN_PASSWORD_LENGTH - 1)])
@@ -425,3 +429,262 @@ def test_cli_users_add_with_a_weak_password_exits_2(
     assert err.startswith("error:")
     assert out == ""
     assert not (tmp_path / USERS_FILE).exists()
+
+
+def test_cli_users_add_refuses_a_name_the_storage_refuses(tmp_path: Path, fast_bcrypt: None) -> None:
+    for name in ("_lead", "-lead", "x+y@example.com"):
+        # "--": "-lead" is a name here, not an option
+        result = run_cli("users", "add", "--password-stdin", "--", name, data_dir=tmp_path, stdin=PASSWORD + "\n")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: invalid user name"), result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / USERS_FILE).exists()
+
+
+def test_cli_passwd_and_remove_revoke_sessions(tmp_path: Path, fast_bcrypt: None) -> None:
+    store = UserStore(tmp_path)
+    store.add("root", PASSWORD, admin=True)
+    store.add("bob", PASSWORD)
+    key = "k" * 32
+    root_token = sessions.encode(sessions.start(store, "root", 3600), key)
+    bob_token = sessions.encode(sessions.start(store, "bob", 3600), key)
+    assert sessions.decode(root_token, key, store) is not None
+
+    assert (
+        run_cli("users", "passwd", "root", "--password-stdin", data_dir=tmp_path, stdin=OTHER_PASSWORD).returncode == 0
+    )
+    assert run_cli("users", "remove", "bob", data_dir=tmp_path).returncode == 0
+    store.refresh()
+    assert sessions.decode(root_token, key, store) is None
+    assert sessions.decode(bob_token, key, store) is None
+
+
+# --- one rule for user names ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["_lead", "-lead", ".lead", "x+y@example.com", "alice ", " alice", "al\tice", ""])
+def test_validate_username_refuses_what_storage_refuses(name: str) -> None:
+    with pytest.raises(UserError, match="invalid user name"):
+        validate_username(name)
+    with pytest.raises(ValueError):
+        check_user(name)  # the storage rule says the same
+    assert not is_valid_username(name)
+
+
+def test_validate_username_gives_the_stored_form() -> None:
+    assert validate_username("Alice.B@example.org") == "alice.b@example.org"
+    assert validate_username("a" * 64) == "a" * 64
+    assert is_valid_username("Alice.B@example.org")
+
+
+# --- the throttle keys on the name the library looks up -----------------------------------------
+
+
+def test_throttle_keys_on_exactly_the_name_that_signs_in() -> None:
+    sleeps = Sleeps()
+    throttle = LoginThrottle(free_attempts=1, base_delay=1.0, sleep=sleeps)
+    for padded in ("alice ", "\talice", " ALICE\t", "alice"):
+        throttle.record(padded, False)
+    assert sign_in_key(" ALICE\t") == "alice"
+    assert throttle.delay_for("alice") == 8.0  # 4 failures in one bucket, 1 free: 1 * 2**3
+    assert throttle.delay_for("alice  ") == 8.0  # padding gives no fresh, undelayed guesses
+    assert throttle.wait("  Alice") == 8.0
+    assert sleeps == [8.0]
+
+
+def test_throttle_tracks_a_bounded_number_of_names_and_keeps_the_one_under_attack() -> None:
+    throttle = LoginThrottle(free_attempts=0, base_delay=1.0, max_delay=100.0, max_names=3, sleep=Sleeps())
+    throttle.record("victim", False)
+    for junk in ("junk1", "junk2", "junk3", "junk4"):
+        throttle.record(junk, False)
+        throttle.record("victim", False)  # attacked again: the most recently failed, kept
+    assert throttle.delay_for("victim") == 32.0  # 5 failures, none free: 1 * 2**5
+    assert [throttle.delay_for(name) > 0 for name in ("junk1", "junk2", "junk3", "junk4")] == [
+        False,
+        False,
+        True,
+        True,
+    ]  # only the 3 most recent names are kept
+
+
+# --- session tokens -----------------------------------------------------------------------------
+
+KEY = "a-cookie-key-" + "x" * 24
+
+
+def test_a_session_token_round_trips_and_names_user_stamp_and_expiry(store: UserStore) -> None:
+    store.add("alice", PASSWORD)
+    session = sessions.start(store, "alice", 3600, now=1_000_000)
+    assert session.expires == 1_003_600
+    assert session.stamp == store.users["alice"]["session_stamp"]
+    token = sessions.encode(session, KEY)
+    assert "alice" not in token.split(".")[2]  # the signature part
+    assert sessions.decode(token, KEY, store, now=1_000_001) == session
+    assert sessions.decode(token, KEY, store, now=1_003_600) is None  # expired
+
+
+def test_forged_and_tampered_tokens_are_refused(store: UserStore) -> None:
+    store.add("alice", PASSWORD)
+    store.add("mallory", PASSWORD)
+    token = sessions.encode(sessions.start(store, "mallory", 3600), KEY)
+    assert sessions.decode(token, "another-key-" + "y" * 24, store) is None  # signed with another key
+    header, payload, signature = token.split(".")
+    forged_payload = payload.replace(payload[:8], payload[:8][::-1])
+    assert sessions.decode(f"{header}.{forged_payload}.{signature}", KEY, store) is None
+    alice = sessions.Session("alice", store.session_stamp("alice"), 10**10)
+    unsigned = sessions.encode(alice, KEY).rsplit(".", 1)[0] + "."
+    assert sessions.decode(unsigned, KEY, store) is None
+    assert sessions.decode("not a token", KEY, store) is None
+    # The sign-in library's own cookie format (no stamp) is not a session.
+    legacy = jwt.encode({"username": "alice", "exp_date": 10**10}, KEY, algorithm="HS256")
+    assert sessions.decode(legacy, KEY, store) is None
+
+
+@pytest.mark.parametrize("revoke", ["sign_out", "set_password", "remove", "remove_and_add_again"])
+def test_revocation_ends_every_earlier_session_of_the_user(store: UserStore, tmp_path: Path, revoke: str) -> None:
+    store.add("root", PASSWORD, admin=True)
+    store.add("alice", PASSWORD)
+    tokens = [sessions.encode(sessions.start(store, "alice", 3600), KEY) for _ in range(2)]
+    bystander = sessions.encode(sessions.start(store, "root", 3600), KEY)
+    other_process = UserStore(tmp_path)  # the CLI or another app replica
+    if revoke == "sign_out":
+        other_process.revoke_sessions("alice")
+    elif revoke == "set_password":
+        other_process.set_password("alice", OTHER_PASSWORD)
+    else:
+        other_process.remove("alice")
+        if revoke == "remove_and_add_again":
+            other_process.add("alice", PASSWORD)
+    store.refresh()
+    assert [sessions.decode(t, KEY, store) for t in tokens] == [None, None]
+    assert sessions.decode(bystander, KEY, store) is not None
+    if revoke != "remove":
+        assert sessions.decode(sessions.encode(sessions.start(store, "alice", 3600), KEY), KEY, store)
+
+
+def test_a_users_file_from_before_stamps_gets_one_on_first_sign_in(store: UserStore, tmp_path: Path) -> None:
+    store.add("alice", PASSWORD)
+    del store.users["alice"]["session_stamp"]
+    store.save()
+    old = UserStore(tmp_path)
+    stamp = old.session_stamp("alice")
+    assert stamp and UserStore(tmp_path).users["alice"]["session_stamp"] == stamp
+
+
+# --- the app's sign-in gate (AppTest) -----------------------------------------------------------
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VAD_MODEL", "tiny:random")
+    for name in ("VAD_QDRANT_URL", "VAD_S3_ENDPOINT", "VAD_ADMIN_USER", "VAD_ADMIN_PASSWORD", "VAD_COOKIE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "data"
+
+
+def register(at, username: str, password: str = "Secret-pass-1"):
+    fields = {t.label: t for t in at.text_input[2:]}
+    fields["First name"].input("New")
+    fields["Last name"].input("Comer")
+    fields["Email"].input("new@example.com")
+    fields["Username"].input(username)
+    at.text_input[6].input(password)
+    at.text_input[7].input(password)
+    button(at, "Create account").click()
+    return at.run()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("name", ["_lead", "-lead", "x+y@example.com"])
+def test_registration_refuses_names_the_rest_of_the_system_refuses(app_env: Path, name: str) -> None:
+    at = register(new_app(), name)
+    assert not at.exception
+    assert any("invalid user name" in e.value for e in at.error), [e.value for e in at.error]
+    assert not UserStore(app_env).users
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_padded_name_does_not_sign_in(app_env: Path, fast_bcrypt: None) -> None:
+    add_user(app_env, "alice")
+    at = sign_in(new_app(), "alice ", APP_PASSWORD)
+    assert at.session_state["authentication_status"] is False
+    assert "Wrong user name or password" in texts(at)
+    assert sign_in(at, "alice", APP_PASSWORD).session_state["authentication_status"] is True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_an_invalid_name_already_in_the_users_file_gets_a_message_not_a_crash(app_env: Path, fast_bcrypt: None) -> None:
+    store = UserStore(app_env)
+    store.add("placeholder", APP_PASSWORD)
+    store.users["_lead"] = store.users.pop("placeholder")  # as an older version could register it
+    store.save()
+    at = sign_in(new_app(), "_lead", APP_PASSWORD)
+    assert not at.exception
+    assert at.session_state["authentication_status"] is not True
+    assert "This account cannot be used: invalid user name '_lead'" in texts(at)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_password_change_elsewhere_ends_a_running_session(app_env: Path) -> None:
+    at = signed_in_app(app_env, "olga")
+    open_page(at, "gallery")
+    assert "Gallery" in [t.value for t in at.title]
+    UserStore(app_env).set_password("olga", OTHER_PASSWORD)  # the CLI or an admin, another process
+    at.run()
+    assert at.session_state["authentication_status"] is not True
+    assert "Your session has ended" in texts(at)
+    assert "Gallery" not in [t.value for t in at.title]
+    assert sign_in(at, "olga", OTHER_PASSWORD).session_state["authentication_status"] is True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_sign_out_ends_the_users_other_sessions(app_env: Path) -> None:
+    first = signed_in_app(app_env, "pia")
+    second = sign_in(new_app(), "pia", APP_PASSWORD)
+    assert second.session_state["authentication_status"] is True
+    button(first, "Sign out").click()
+    first.run()
+    assert first.session_state["authentication_status"] is not True
+    second.run()
+    assert second.session_state["authentication_status"] is not True
+    assert "Your session has ended" in texts(second)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_users_page_refuses_an_invalid_name_and_a_reset_ends_that_users_session(app_env: Path) -> None:
+    admin = open_page(signed_in_app(app_env, "root", admin=True), "users")
+    form_fields = {t.label: t for t in admin.text_input}
+    form_fields["User name"].input("_lead")
+    form_fields["Password"].input(PASSWORD)
+    button(admin, "Add user").click()
+    admin.run()
+    assert not admin.exception
+    assert any("invalid user name '_lead'" in e.value for e in admin.error), [e.value for e in admin.error]
+    assert not UserStore(app_env).exists("_lead")
+
+    user = signed_in_app(app_env, "quinn")
+    admin.run()  # the admin's page lists the new account
+    admin.selectbox(key="users_target").set_value("quinn")
+    admin.text_input(key="users_password").input(OTHER_PASSWORD)
+    admin.run()  # the button is enabled once a password is typed
+    button(admin, "Set password").click()
+    admin.run()
+    assert "Password changed" in texts(admin)
+    user.run()
+    assert user.session_state["authentication_status"] is not True
+    assert "Your session has ended" in texts(user)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_password_change_needs_the_current_password(app_env: Path) -> None:
+    at = open_page(signed_in_app(app_env, "rita"), "account")
+    fields = {t.label: t for t in at.text_input}
+    fields["Current password"].input("not-the-password")
+    fields["New password"].input(OTHER_PASSWORD)
+    fields["Repeat password"].input(OTHER_PASSWORD)
+    button(at, "Change password").click()
+    at.run()
+    assert "Password not changed: the current password is wrong" in texts(at)
+    assert UserStore(app_env).verify("rita", APP_PASSWORD)
+    assert at.session_state["authentication_status"] is True  # still signed in here

@@ -6,15 +6,18 @@ fixtures: ingest a mixed folder, ingest it again, ingest a clean folder with a z
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from helpers import encode, jpeg, list_keys, pattern, png, truncated_jpeg, zip_bytes
+from helpers import encode, free_port, jpeg, list_keys, pattern, png, silent_server, truncated_jpeg, zip_bytes
 
 from core.index import collection_name
 from core.index.edge import EdgeIndex
@@ -190,3 +193,85 @@ def test_unusable_data_dir_is_a_configuration_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "VAD_DATA_DIR" in result.stderr or str(not_a_folder) in result.stderr
+
+
+# --- configuration errors: exit 2 naming the variable, in seconds, before the model loads -------
+
+#: A model that fails to load (test_a_model_that_cannot_load_is_named checks it): an error naming
+#: VAD_S3_ENDPOINT or VAD_QDRANT_URL instead proves the servers were checked before the model.
+UNLOADABLE_MODEL = "tiny:not-a-tag"
+
+
+def assert_config_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in line, line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_is_a_configuration_error(tmp_path: Path) -> None:
+    result = run_cli("info", data_dir=tmp_path, VAD_DEVICE="cuda")
+    assert_config_error(result, "VAD_DEVICE=cuda: no CUDA device is available")
+
+
+def test_a_read_only_data_dir_is_a_configuration_error(tmp_path: Path) -> None:
+    data = Path(tempfile.mkdtemp(prefix="vad-ro-"))  # outside pytest's 0700 root: the other user can enter
+    try:
+        data.chmod(0o555)
+        command = []
+        if os.geteuid() == 0:  # root writes anywhere: run the CLI as nobody
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
+        environment.update({"VAD_DATA_DIR": str(data), "VAD_MODEL": "tiny:random", "HOME": str(data)})
+        result = subprocess.run(
+            [*command, sys.executable, "-B", "-m", "core", "info"],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert_config_error(result, "VAD_DATA_DIR", str(data), "Permission denied")
+        assert list(data.iterdir()) == []
+    finally:
+        data.chmod(0o755)
+        data.rmdir()
+
+
+S3_KEYS = {"VAD_S3_ACCESS_KEY": "probe-access", "VAD_S3_SECRET_KEY": "probe-secret-key-123"}
+
+
+@pytest.mark.parametrize("server", ["closed", "silent"])
+def test_unreachable_s3_is_found_before_the_model_loads(tmp_path: Path, server: str) -> None:
+    with contextlib.ExitStack() as stack:
+        port = free_port() if server == "closed" else stack.enter_context(silent_server())
+        started = time.monotonic()
+        result = run_cli(
+            "info", data_dir=tmp_path, VAD_MODEL=UNLOADABLE_MODEL, VAD_S3_ENDPOINT=f"127.0.0.1:{port}", **S3_KEYS
+        )
+        elapsed = time.monotonic() - started
+    assert_config_error(result, f"VAD_S3_ENDPOINT=127.0.0.1:{port}")
+    assert elapsed < 60, f"took {elapsed:.0f} s"  # the probe waits 3 s; the rest is Python's start-up
+
+
+@pytest.mark.parametrize("server", ["closed", "silent"])
+def test_unreachable_qdrant_is_found_before_the_model_loads_and_its_password_stays_hidden(
+    tmp_path: Path, server: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        port = free_port() if server == "closed" else stack.enter_context(silent_server())
+        url = f"http://ops:url-pass-4f7Qx@127.0.0.1:{port}"
+        started = time.monotonic()
+        result = run_cli("info", data_dir=tmp_path, VAD_MODEL=UNLOADABLE_MODEL, VAD_QDRANT_URL=url)
+        elapsed = time.monotonic() - started
+    assert_config_error(result, f"VAD_QDRANT_URL=http://ops:***@127.0.0.1:{port}", "could not reach Qdrant")
+    assert "url-pass-4f7Qx" not in result.stderr + result.stdout
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    assert not (tmp_path / "index").exists()  # nothing was opened
+
+
+def test_a_model_that_cannot_load_is_named(tmp_path: Path) -> None:
+    assert_config_error(run_cli("info", data_dir=tmp_path, VAD_MODEL=UNLOADABLE_MODEL), "tiny:random")
