@@ -46,4 +46,4 @@ def open_index(settings: Settings, model_name: str, dimension: int, timeout: flo
         )
     from core.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.data_dir / "index", collection, dimension)
+    return EdgeIndex(settings.data_dir / "index", collection, dimension, min_free=settings.min_free_bytes)

@@ -28,6 +28,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from core.diskspace import DiskGuard
 from core.index.base import (
     HNSW_EF_CONSTRUCT,
     HNSW_M,
@@ -50,15 +51,21 @@ def _user_filter(user: str, ids: Sequence[str] | None = None, exclude: Sequence[
 
 
 class EdgeIndex(VectorIndex):
-    """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock."""
+    """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock.
+
+    The shard's files are memory-mapped, and a write to them on a full disk is a SIGBUS: with
+    ``min_free`` (bytes), opening and every write first check the disk and raise DiskFull instead.
+    """
 
     kind = "embedded"
 
-    def __init__(self, root: Path, collection: str, dimension: int) -> None:
+    def __init__(self, root: Path, collection: str, dimension: int, min_free: int = 0) -> None:
         self.collection = collection
         self.dimension = dimension
         self.path = Path(root) / collection
         self._lock = threading.RLock()
+        self._disk = DiskGuard(Path(root), min_free)
+        self._disk.check()
         self._dir_lock = DirectoryLock(Path(root), "embedded vector index")
         try:
             self.shard = self._open()
@@ -92,6 +99,7 @@ class EdgeIndex(VectorIndex):
                 raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
             points.append(Point(record.id, {VECTOR_NAME: vector.tolist()}, record.payload))
         with self._lock:
+            self._disk.check()
             self.shard.update(UpdateOperation.upsert_points(points))
 
     def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
@@ -107,6 +115,7 @@ class EdgeIndex(VectorIndex):
     def delete(self, user: str, ids: Sequence[str]) -> None:
         if ids:
             with self._lock:
+                self._disk.check()
                 self.shard.update(UpdateOperation.delete_points_by_filter(_user_filter(user, ids)))
 
     def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
@@ -114,6 +123,7 @@ class EdgeIndex(VectorIndex):
             raise VectorIndexError("the owner of an image cannot be changed")
         if ids:
             with self._lock:
+                self._disk.check()
                 self.shard.update(UpdateOperation.set_payload_by_filter(_user_filter(user, ids), values))
 
     def search(
