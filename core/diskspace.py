@@ -44,16 +44,17 @@ class DiskGuard:
     folder: Path
     min_free: int
 
-    def check(self) -> None:
-        """Raise DiskFull below the minimum (a minimum of 0 turns the guard off)."""
+    def check(self, need: int = 0) -> None:
+        """Raise DiskFull unless ``need`` more bytes leave the minimum free (a minimum of 0: no check)."""
         if self.min_free <= 0:
             return
         try:
             free = free_bytes(self.folder)
         except OSError as exc:
             raise DiskFull(f"cannot check the free space of the data folder {self.folder}: {exc}") from exc
-        if free < self.min_free:
+        if free - need < self.min_free:
+            extra = f" plus the {describe_bytes(need)} to write next" if need else ""
             raise DiskFull(
                 f"the data folder {self.folder} has {describe_bytes(free)} free, less than the "
-                f"{describe_bytes(self.min_free)} kept free (VAD_MIN_FREE_MB): free some space and run again"
+                f"{describe_bytes(self.min_free)} kept free (VAD_MIN_FREE_MB){extra}: free some space and run again"
             )

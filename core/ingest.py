@@ -300,8 +300,8 @@ class Ingestor:
         left for ``_not_attempted``.
         """
         try:
-            if self.disk_guard:
-                self.disk_guard.check()
+            if self.disk_guard:  # room for the batch's objects, and the minimum left after them
+                self.disk_guard.check(need=sum(len(c.data) + len(c.thumbnail) for c, _ in batch))
             if self._journal:
                 self._journal.intend(
                     Intent(
@@ -321,8 +321,7 @@ class Ingestor:
         stored: list[tuple[_Candidate, ImageRecord]] = []
         for position, (candidate, vector) in enumerate(batch):
             if self._breaker.open:
-                error = self._breaker.last_error
-                self._stop(IngestStopped("object store unreachable", str(error)), [c for c, _ in batch[position:]])
+                self._stop(self._unreachable(), [c for c, _ in batch[position:]])
                 break
             try:
                 self._store_objects(user, candidate)
@@ -335,7 +334,10 @@ class Ingestor:
             stored.append((candidate, ImageRecord(candidate.image_id, self._payload(user, candidate), vector)))
         self._upsert(user, stored, record)
         if self._breaker.open and not self.stopped:
-            self._stop(IngestStopped("object store unreachable", str(self._breaker.last_error)), [])
+            self._stop(self._unreachable(), [])
+
+    def _unreachable(self) -> IngestStopped:
+        return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")
 
     def _stop(self, stopped: IngestStopped, unattempted: Sequence[_Candidate]) -> None:
         """Stop the ingest; the candidates not attempted wrote nothing, so their intents are done."""
@@ -353,9 +355,12 @@ class Ingestor:
         try:
             self.index.upsert([r for _, r in stored])
             failures: list[tuple[_Candidate, Exception]] = []
-        except DiskFull as exc:  # every retry would fail the same way
-            failures = [(candidate, exc) for candidate, _ in stored]
+        except DiskFull as exc:  # refused before writing anything; every retry would be refused too
+            for candidate, _ in stored:
+                self._remove_objects(candidate)
+                record(candidate.position, IngestResult(candidate.item.path, "rejected", f"index write failed: {exc}"))
             self._stop(IngestStopped(str(exc)), [])
+            return
         except Exception:
             # Retry one by one so that a single bad record does not reject the whole batch.
             failures = []

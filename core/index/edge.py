@@ -53,18 +53,19 @@ def _user_filter(user: str, ids: Sequence[str] | None = None, exclude: Sequence[
 class EdgeIndex(VectorIndex):
     """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock.
 
-    The shard's files are memory-mapped, and a write to them on a full disk is a SIGBUS: with
-    ``min_free`` (bytes), opening and every write first check the disk and raise DiskFull instead.
+    The shard's files are memory-mapped, and a write to them on a full disk is a SIGBUS (opening
+    one preallocates about 40 MB): with a ``disk_guard``, opening and every write first check the
+    free space and raise DiskFull instead.
     """
 
     kind = "embedded"
 
-    def __init__(self, root: Path, collection: str, dimension: int, min_free: int = 0) -> None:
+    def __init__(self, root: Path, collection: str, dimension: int, disk_guard: DiskGuard | None = None) -> None:
         self.collection = collection
         self.dimension = dimension
         self.path = Path(root) / collection
         self._lock = threading.RLock()
-        self._disk = DiskGuard(Path(root), min_free)
+        self._disk = disk_guard or DiskGuard(Path(root), 0)
         self._disk.check()
         self._dir_lock = DirectoryLock(Path(root), "embedded vector index")
         try:
