@@ -26,6 +26,7 @@ from core import doctor
 from core.doctor import CHECKS, CheckResult, DoctorContext, failed, results_frame, run_checks
 from core.embed import resolve_device
 from core.index import collection_name
+from core.journal import repair_orphans, scan_orphans
 from core.storage import LocalStore
 
 CHECK_NAMES = ["settings", "model", "store", "index", "disk", "orphans"]
@@ -129,6 +130,20 @@ def test_live_services_are_checked_and_left_open(tmp_path: Path) -> None:
         # still usable: the checks close only what they opened themselves
         assert services.index.count("alice") == 2
         assert list_keys(services.store) == before
+
+
+def test_orphans_are_reported_until_repaired(tmp_path: Path) -> None:
+    with tiny_services(tmp_path / "data") as services:
+        ingest_files(services, "alice", {"a.png": png(seed=1)})
+        services.store.put("images/alice/stray.png", b"left by a killed ingest")
+        orphans = run_checks(DoctorContext(services=services), names=["orphans"])[-1]
+        assert orphans.status == "warn"
+        assert orphans.summary.startswith("1 objects without a point and 0 points with a missing object")
+        assert orphans.summary.endswith("run python -m core repair")
+        assert orphans.details["objects"] == "3" and orphans.details["points"] == "1"
+        repair_orphans(services.store, services.index, scan_orphans(services.store, services.index, tmp_path))
+        orphans = run_checks(DoctorContext(services=services), names=["orphans"])[-1]
+        assert (orphans.status, orphans.summary) == ("ok", "2 objects and 1 points match")
 
 
 def test_index_held_by_another_process_is_a_warning(tmp_path: Path) -> None:
