@@ -18,12 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import WEED, Weed, encode, png, running_weed, textured, tiny_services
+from helpers import WEED, S3Server, Weed, encode, png, running_weed, textured, tiny_services
 from PIL import Image
 from test_cli import ROOT, run_cli
 
@@ -33,8 +34,9 @@ from core.index import VectorIndex, collection_name
 from core.index.edge import EdgeIndex
 from core.ingest import Ingestor, IngestResult
 from core.journal import journal_files, read_open_intents, recover, repair_orphans, scan_orphans
+from core.settings import load_settings
 from core.sources import IngestItem
-from core.storage import ObjectStore, S3Store
+from core.storage import ObjectStore, S3Store, open_store
 from core.storage.breaker import FAILURE_THRESHOLD
 
 USER = "alice"
@@ -68,74 +70,107 @@ def settle(store: ObjectStore, index: VectorIndex, journal: Path) -> None:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 textured JPEGs of 640x480: enough work per batch to kill the ingest inside one."""
+    """24 textured JPEGs of 640x480."""
     folder = tmp_path_factory.mktemp("photos")
     for i in range(24):
         (folder / f"p{i:02}.jpg").write_bytes(encode(textured(500 + i, (640, 480)), "JPEG", quality=90))
     return folder
 
 
-def cli_environment(data: Path) -> dict[str, str]:
+def cli_environment(data: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
-    return {**env, "VAD_DATA_DIR": str(data), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"}
+    return {**env, "VAD_DATA_DIR": str(data), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu", **extra}
 
 
-def objects_written(data: Path) -> int:
-    return sum(len(files) for _, _, files in os.walk(data / "objects" / "images"))
+def s3_settings(server: S3Server, bucket: str) -> dict[str, str]:
+    return {"s3_endpoint": f"http://{server.endpoint}", "s3_access_key": server.access_key,
+            "s3_secret_key": server.secret_key, "s3_bucket": bucket}  # fmt: skip
 
 
-def ingest_and_kill(photos: Path, data: Path, when: str) -> list[dict]:
-    """Run ``ingest --json`` and SIGKILL it at ``when``; returns the JSON Lines it printed."""
-    command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--batch-size", "4"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=cli_environment(data), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines: list[dict] = []
-    reader = threading.Thread(target=lambda: lines.extend(json.loads(line) for line in process.stdout), daemon=True)
-    reader.start()
-    conditions = {
-        "first object written": lambda: objects_written(data) > 0,
-        "first files reported": lambda: len(lines) >= 1,
-        "half the files reported": lambda: len(lines) >= 12,
-    }
-    deadline = time.monotonic() + 120
-    while not conditions[when]():
-        assert process.poll() is None, f"the ingest ended before {when}"
-        assert time.monotonic() < deadline, f"no {when} after 120 s"
+def first_file_written(journal: Path, store: ObjectStore) -> bool:
+    """Whether the first file of an unfinished batch has both its objects (and no point yet)."""
+    for path in journal.glob("*.jsonl"):
+        for intent in list(read_open_intents(path).values())[:1]:
+            return store.exists(intent.keys[1])
+    return False
+
+
+class KilledIngest:
+    """``ingest --json`` in a subprocess, to be SIGKILLed once ``when`` is true of its progress."""
+
+    def __init__(self, photos: Path, data: Path, when: str, settings: dict[str, str]) -> None:
+        self.data, self.when = data, when
+        self.store = open_store(load_settings(data_dir=data, **settings))
+        command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--batch-size", "16"]
+        env = cli_environment(data, **{f"VAD_{name.upper()}": value for name, value in settings.items()})
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self.report: list[dict] = []  # the JSON Lines printed so far
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        self.report.extend(json.loads(line) for line in self.process.stdout)
+
+    def due(self) -> bool:
+        if self.when == "objects being written":
+            return first_file_written(self.data / "journal", self.store)
+        return len(self.report) >= (1 if self.when == "first files reported" else 12)
+
+    def kill(self) -> None:
+        self.process.kill()
+        assert self.process.wait(30) == -signal.SIGKILL
+        self.reader.join(10)
+
+
+def kill_when_due(runs: list[KilledIngest], timeout: float = 180) -> None:
+    """Poll every millisecond; each run is killed as soon as its moment comes."""
+    deadline = time.monotonic() + timeout
+    waiting = list(runs)
+    while waiting:
+        for run in list(waiting):
+            if run.due():
+                run.kill()
+                waiting.remove(run)
+            else:
+                assert run.process.poll() is None, f"the ingest ended before {run.when}"
+        assert time.monotonic() < deadline, f"not killed after {timeout} s"
         time.sleep(0.001)
-    process.kill()
-    assert process.wait(30) == -signal.SIGKILL
-    reader.join(10)
-    return lines
 
 
-def test_kill_9_at_several_points_then_repair_leaves_no_orphans(photos: Path, tmp_path: Path) -> None:
-    left_something = []
-    for n, when in enumerate(["first object written", "first files reported", "half the files reported"]):
-        data = tmp_path / f"data{n}"
-        report = ingest_and_kill(photos, data, when)
-        assert len(report) < 24, "killed too late"
-        stored = [entry["image_id"] for entry in report if entry["status"] == "stored"]
+@pytest.mark.s3
+def test_kill_9_at_several_points_then_repair_leaves_no_orphans(photos: Path, tmp_path: Path, s3_server) -> None:
+    """On S3, where writing a batch's objects takes long enough to be killed in the middle of it."""
+    moments = ["objects being written", "first files reported", "half the files reported"]
+    settings = [s3_settings(s3_server, f"kill-{uuid.uuid4().hex[:12]}") for _ in moments]
+    runs = [KilledIngest(photos, tmp_path / f"data{n}", when, settings[n]) for n, when in enumerate(moments)]
+    kill_when_due(runs)  # side by side: each spends seconds importing
+    for n, run in enumerate(runs):
+        data, report = run.data, run.report
+        assert len(report) < 24, f"killed too late at {run.when}"
         assert all(entry["status"] == "stored" for entry in report)  # the JSON Lines so far parse
+        stored = [entry["image_id"] for entry in report]
         journal = data / "journal"
-        with tiny_services(data) as services:
-            before = scan_orphans(services.store, services.index, journal)
-            left_something.append(not before.clean or any(map(read_open_intents, journal_files(journal).stale)))
+        with tiny_services(data, **settings[n]) as services:
+            if run.when == "objects being written":  # killed between the objects and their points
+                assert scan_orphans(services.store, services.index, journal).orphan_keys
             if n < 2:
                 settle(services.store, services.index, journal)
                 assert_consistent(services.store, services.index, journal, stored)
         if n == 2:  # the command itself
-            repaired = run_cli("repair", data_dir=data)
+            env = {f"VAD_{name.upper()}": value for name, value in settings[n].items()}
+            repaired = run_cli("repair", data_dir=data, **env)
             assert repaired.returncode == 0, repaired.stdout + repaired.stderr
             assert "repair: removed" in repaired.stdout
-            with tiny_services(data) as services:
+            with tiny_services(data, **settings[n]) as services:
                 assert_consistent(services.store, services.index, journal, stored)
                 # and the next ingest completes the collection
                 results = services.ingestor().ingest(items_of(photos), USER)
                 assert {r.status for r in results} <= {"stored", "present"}
                 assert services.index.count(USER) == 24
                 assert_consistent(services.store, services.index, journal, [r.image_id for r in results])
-    assert any(left_something), "no kill landed while something was half-written"
 
 
 def items_of(folder: Path) -> list[IngestItem]:
