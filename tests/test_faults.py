@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from helpers import WEED, S3Server, Weed, encode, png, running_weed, textured, tiny_services
 from PIL import Image
-from test_cli import ROOT, run_cli
+from test_cli import ROOT, json_lines, run_cli
 
 from core.diskspace import MIB
 from core.embed import Embedder
@@ -334,22 +334,33 @@ def test_a_full_disk_at_start_is_a_clear_error_never_a_signal(small_disk: Path, 
         assert_consistent(services.store, services.index, data / "journal", stored)
 
 
-def test_a_disk_filling_up_mid_ingest_stops_with_a_reason_per_file(small_disk: Path) -> None:
-    data = small_disk / "data"
+def test_a_disk_filling_up_mid_ingest_stops_with_a_reason_per_file(small_disk: Path, tmp_path: Path) -> None:
+    data, folder = small_disk / "data", tmp_path / "noise"
+    folder.mkdir()
     files = {f"n{i:02}.png": noise_png(i) for i in range(12)}
-    with tiny_services(data, min_free_mb=48, batch_size=2) as services:
-        filler = fill(small_disk, leave=48 * MIB + 5 * MIB)
-        ingestor = services.ingestor()
-        results = ingestor.ingest(items(files), USER)
-        assert ingestor.stopped is not None
-        stored = [r.image_id for r in results if r.status == "stored"]
-        assert 2 <= len(stored) < 12
-        assert [r.status for r in results] == ["stored"] * len(stored) + ["rejected"] * (12 - len(stored))
-        for result in results[len(stored) :]:
-            assert result.reason.startswith(f"not attempted: the data folder {data} has ")
-            assert "MB free, less than the 48.0 MB kept free (VAD_MIN_FREE_MB)" in result.reason
-        assert_consistent(services.store, services.index, data / "journal", stored)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    for _ in range(2):  # the index takes its full size on disk the second time it is opened
+        with tiny_services(data, min_free_mb=48):
+            pass
+    filler = fill(small_disk, leave=48 * MIB + 5 * MIB)  # room for about three batches of two
 
+    run = run_cli("ingest", str(folder), "--user", USER, "--json", data_dir=data,
+                  VAD_MIN_FREE_MB="48", VAD_BATCH_SIZE="2")  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    report = sorted(json_lines(run.stdout), key=lambda entry: entry["path"])
+    stored = [entry["image_id"] for entry in report if entry["status"] == "stored"]
+    assert 2 <= len(stored) < 12
+    assert [e["status"] for e in report] == ["stored"] * len(stored) + ["rejected"] * (12 - len(stored))
+    for entry in report[len(stored) :]:
+        assert entry["reason"].startswith(f"not attempted: the data folder {data} has ")
+        assert "MB free, less than the 48.0 MB kept free (VAD_MIN_FREE_MB)" in entry["reason"]
+    assert f"stopped: the data folder {data} has " in run.stderr
+    assert f"12 files: {len(stored)} stored, 0 already present, {12 - len(stored)} rejected" in run.stderr
+    assert f"({12 - len(stored)} not attempted)" in run.stderr
+
+    with tiny_services(data, min_free_mb=48) as services:
+        assert_consistent(services.store, services.index, data / "journal", stored)
         filler.unlink()  # room again: the rest goes in, nothing stored before is lost
         again = services.ingestor().ingest(items(files), USER)
         assert [r.status for r in again] == ["present"] * len(stored) + ["stored"] * (12 - len(stored))
