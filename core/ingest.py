@@ -328,7 +328,7 @@ class Ingestor:
                 self._breaker.success()
             except Exception as exc:
                 self._breaker.failure(exc)
-                self._remove_objects(candidate)
+                self._remove_objects(user, candidate)
                 record(candidate.position, IngestResult(candidate.item.path, "rejected", f"could not store: {exc}"))
                 continue
             stored.append((candidate, ImageRecord(candidate.image_id, self._payload(user, candidate), vector)))
@@ -357,7 +357,7 @@ class Ingestor:
             failures: list[tuple[_Candidate, Exception]] = []
         except DiskFull as exc:  # refused before writing anything; every retry would be refused too
             for candidate, _ in stored:
-                self._remove_objects(candidate)
+                self._remove_objects(user, candidate)
                 record(candidate.position, IngestResult(candidate.item.path, "rejected", f"index write failed: {exc}"))
             self._stop(IngestStopped(str(exc)), [])
             return
@@ -377,7 +377,7 @@ class Ingestor:
                 # The point may be there: keep its objects; the journal's open intent settles it later.
                 log.exception("could not remove a half-written point %s", candidate.image_id)
             else:
-                self._remove_objects(candidate)
+                self._remove_objects(user, candidate)
             record(candidate.position, IngestResult(candidate.item.path, "rejected", f"index write failed: {exc}"))
         if self._journal:
             self._journal.done(c.image_id for c, _ in stored if c.image_id not in failed)
@@ -395,13 +395,20 @@ class Ingestor:
             candidate.keys.append(thumb)
             self.store.put(thumb, candidate.thumbnail, "image/webp")
 
-    def _remove_objects(self, candidate: _Candidate) -> None:
+    def _remove_objects(self, user: str, candidate: _Candidate) -> None:
         """Remove what was written of a failed file, trying each key again after a short pause.
 
         What cannot be removed (or is not tried, once the store stopped answering) stays in the
-        journal as an open intent: the next ingest or ``python -m core repair`` removes it.
+        journal as an open intent: the next ingest or ``python -m core repair`` removes it. Objects
+        that another model's collection refers to (the same image, ingested under another model)
+        are kept.
         """
-        remaining = list(candidate.keys)
+        try:
+            shared = bool(self.index.ids_in_other_collections(user, [candidate.image_id]))
+        except Exception:
+            log.exception("could not check the other collections for %s; left for repair", candidate.image_id)
+            return
+        remaining = [] if shared else list(candidate.keys)
         for pause in (*CLEANUP_BACKOFF_S, None):
             for key in list(remaining):
                 if self._breaker.open:

@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from core.index import VectorIndex
@@ -156,6 +156,8 @@ def recover(folder: Path, store: ObjectStore, index: VectorIndex) -> Recovery:
             try:
                 if index.retrieve(intent.user, [intent.id]):
                     report.completed += settle_point(store, index, intent.user, intent.id, intent.keys)
+                elif index.ids_in_other_collections(intent.user, [intent.id]):
+                    report.completed += 1  # the objects belong to another model's point too: kept
                 else:
                     remove_keys(store, intent.keys)
                     report.removed += 1
@@ -241,8 +243,25 @@ def scan_orphans(store: ObjectStore, index: VectorIndex, journal_folder: Path, u
             if not all(k in keys for k in pair):
                 scan.broken_points.append((name, record.id, pair))
     busy = journal_files(journal_folder).live_keys()
-    scan.orphan_keys = sorted(keys - referenced - busy)
+    scan.orphan_keys = sorted(_not_shared(index, keys - referenced - busy))
     return scan
+
+
+def _not_shared(index: VectorIndex, keys: set[str]) -> set[str]:
+    """``keys`` less those of images that another model's collection holds (objects are shared)."""
+    by_user: dict[str, dict[str, list[str]]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) == 3:
+            by_user.setdefault(parts[1], {}).setdefault(PurePosixPath(key).stem, []).append(key)
+    shared: set[str] = set()
+    for user, ids in by_user.items():
+        try:
+            kept = index.ids_in_other_collections(user, list(ids))
+        except ValueError:  # not a valid user name: nobody's points
+            continue
+        shared.update(key for image_id in kept for key in ids[image_id])
+    return keys - shared
 
 
 def _records(index: VectorIndex, user: str) -> Iterator:

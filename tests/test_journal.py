@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from helpers import list_keys, png
+from qdrant_client import models
 from test_ingest import USER, id_of, items
 
 from core.embed import Embedder
 from core.index import collection_name
+from core.index.base import VECTOR_NAME
 from core.index.edge import EdgeIndex
+from core.index.server import ServerIndex
 from core.ingest import Ingestor, delete_images
 from core.journal import (
     Intent,
@@ -213,3 +216,48 @@ def test_breaker_opens_after_consecutive_unanswered_calls_or_the_deadline() -> N
     breaker.failure(unreachable)
     now[0] = 20.0  # one slow failure, then the deadline
     assert breaker.open
+
+
+# --- objects are shared by every model's collection ----------------------------------------------
+
+
+def test_objects_of_another_models_collection_are_never_removed(tmp_path: Path, tiny: Embedder, journal) -> None:
+    data = png(seed=9)
+    original, thumb = keys_of(data)
+    store = FailingDeletes(tmp_path / "objects")
+    root = tmp_path / "models"
+    model_a = EdgeIndex(root, "images_a_64", tiny.dimension)
+    Ingestor(store, model_a, tiny, journal_dir=journal).ingest(items({"x.png": data}), USER)
+    model_a.close()
+
+    model_b = EdgeIndex(root, "images_b_64", tiny.dimension)  # another model: its collection is empty
+    try:
+        assert scan_orphans(store, model_b, journal).clean
+        store.fail_puts.add(thumb)  # the same file under model B fails: its cleanup keeps A's objects
+        results = Ingestor(store, model_b, tiny, journal_dir=journal).ingest(items({"x.png": data}), USER)
+        assert results[0].status == "rejected"
+        assert list_keys(store) == {original, thumb}
+        writer = IntentJournal(journal)  # and a killed ingest of it under model B is settled the same way
+        writer.intend([Intent(USER, id_of(data), (original, thumb))])
+        writer.close()
+        assert recover(journal, store, model_b).removed == 0
+        assert list_keys(store) == {original, thumb}
+    finally:
+        model_b.close()
+
+
+def test_a_qdrant_server_index_finds_ids_in_its_other_collections() -> None:
+    """The server code path, on qdrant-client's ``:memory:`` mode: model A's collection next to B's."""
+    index = ServerIndex(":memory:", "images_b_8", 8)
+    try:
+        vectors = {VECTOR_NAME: models.VectorParams(size=8, distance=models.Distance.COSINE)}
+        index.client.create_collection("images_a_8", vectors_config=vectors)
+        points = [
+            models.PointStruct(id=id_of(b"a"), vector={VECTOR_NAME: [1.0] * 8}, payload={"user": USER}),
+            models.PointStruct(id=id_of(b"b", "bob"), vector={VECTOR_NAME: [1.0] * 8}, payload={"user": "bob"}),
+        ]
+        index.client.upsert("images_a_8", points=points)
+        assert index.ids_in_other_collections(USER, [id_of(b"a"), id_of(b"b", "bob"), id_of(b"c")]) == {id_of(b"a")}
+        assert index.ids_in_other_collections(USER, []) == set()
+    finally:
+        index.close()

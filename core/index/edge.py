@@ -168,6 +168,24 @@ class EdgeIndex(VectorIndex):
             response = self.shard.facet(FacetRequest(key="user", limit=100_000, exact=True))
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count}
 
+    def ids_in_other_collections(self, user: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        if not ids:
+            return found
+        request = ScrollRequest(limit=len(ids), filter=_user_filter(user, ids), with_payload=False, with_vector=False)
+        for path in sorted(self.path.parent.iterdir()):
+            if path == self.path or not (path / "edge_config.json").exists():
+                continue
+            with self._lock:  # this process holds the directory's lock: the other shards are ours to read
+                self._disk.check()
+                shard = EdgeShard.load(str(path))
+                try:
+                    records, _ = shard.scroll(request)
+                finally:
+                    shard.close()
+            found.update(str(r.id) for r in records)
+        return found
+
     def describe(self) -> str:
         return f"embedded Qdrant (qdrant-edge) at {self.path}"
 
