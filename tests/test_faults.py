@@ -159,11 +159,17 @@ def test_kill_9_at_several_points_then_repair_leaves_no_orphans(photos: Path, tm
             if n < 2:
                 settle(services.store, services.index, journal)
                 assert_consistent(services.store, services.index, journal, stored)
-        if n == 2:  # the command itself
+        if n == 2:  # the command itself, with a stray object of a user nobody ingested for
+            run.store.put("thumbnails/carol/stray.webp", b"x")
             env = {f"VAD_{name.upper()}": value for name, value in settings[n].items()}
+            listed = run_cli("repair", "--dry-run", data_dir=data, **env)
+            assert listed.returncode == 1, listed.stdout + listed.stderr
+            assert "orphan    thumbnails/carol/stray.webp" in listed.stdout
+            assert run.store.exists("thumbnails/carol/stray.webp")
             repaired = run_cli("repair", data_dir=data, **env)
             assert repaired.returncode == 0, repaired.stdout + repaired.stderr
             assert "repair: removed" in repaired.stdout
+            assert not run.store.exists("thumbnails/carol/stray.webp")
             with tiny_services(data, **settings[n]) as services:
                 assert_consistent(services.store, services.index, journal, stored)
                 # and the next ingest completes the collection
