@@ -19,6 +19,7 @@ from core.auth import UserStore
 from core.images import open_rgb
 from core.logs import adopt_loggers, configure_logging
 from core.metrics import MetricsServerError, start_metrics_server
+from core.names import display_name
 from core.services import Services, open_services
 from core.settings import Settings, SettingsError, load_settings
 
@@ -207,8 +208,8 @@ def thumb_card(row: dict[str, Any], caption: str) -> None:
 
 
 def escape(text: str) -> str:
-    """Text made safe to put inside HTML."""
-    return html.escape(str(text), quote=True)
+    """Text made safe to put inside HTML, with control and bidi characters shown as escapes."""
+    return html.escape(display_name(str(text)), quote=True)
 
 
 def inject_css() -> None:

@@ -161,6 +161,7 @@ def _open(**overrides: object):
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.names import display_name
     from core.sources import items_from_paths
 
     check_user(args.user)
@@ -176,7 +177,7 @@ def _ingest(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         elif result.status == "rejected":
-            print(f"rejected  {result.path}: {result.reason}", flush=True)
+            print(f"rejected  {display_name(result.path)}: {result.reason}", flush=True)
 
     try:
         ingestor = services.ingestor()

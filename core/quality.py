@@ -15,12 +15,15 @@ from PIL import Image, ImageFilter
 
 
 def image_stats(image: Image.Image) -> dict[str, float]:
-    """Brightness, contrast, sharpness, entropy and colourfulness of an RGB image."""
+    """Brightness, contrast, sharpness, entropy and colourfulness of an RGB image; all finite, for
+    any size from 1x1 up."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     gray_image = image.convert("L")
     gray = np.asarray(gray_image, dtype=np.float32) / 255.0
     edges = gray_image.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
     laplacian = np.asarray(edges, dtype=np.float32)[1:-1, 1:-1] - 128.0  # Pillow leaves the border unfiltered
+    # An image under 3 px on a side has no interior for the 3x3 kernel: no measurable detail.
+    sharpness = float(laplacian.var()) if laplacian.size else 0.0
     histogram = np.bincount(np.asarray(gray_image).ravel(), minlength=256).astype(np.float64)
     probabilities = histogram[histogram > 0] / histogram.sum()
     rg = rgb[..., 0] - rgb[..., 1]
@@ -28,8 +31,8 @@ def image_stats(image: Image.Image) -> dict[str, float]:
     return {
         "brightness": float(gray.mean()),
         "contrast": float(gray.std()),
-        "sharpness": float(laplacian.var()),
-        "entropy": float(-(probabilities * np.log2(probabilities)).sum()),
+        "sharpness": sharpness,
+        "entropy": float(-(probabilities * np.log2(probabilities)).sum()) + 0.0,  # + 0.0: no -0.0
         "colorfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
     }
 

@@ -1,16 +1,34 @@
-"""Turn command-line paths and uploads (files, folders, .zip archives) into items to ingest."""
+"""Turn command-line paths and uploads (files, folders, .zip archives) into items to ingest.
+
+Every input becomes exactly one item, so that it gets exactly one result line. What is not read
+(hidden and system files, links to folders, special files, archive members with unsafe names or
+methods, an empty archive or folder, a name with control characters) is an item whose ``read()``
+raises ImageRejected with the reason. Archive members are read through a bounded stream: never
+more than their declared size plus one byte, so a member that lies about its size cannot inflate.
+"""
 
 from __future__ import annotations
 
+import copy
 import io
+import os
+import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-_SKIPPED_NAMES = {"thumbs.db", "desktop.ini"}
+from core.images import ImageRejected
+from core.names import name_problem
+
+_SYSTEM_NAMES = {"thumbs.db", "desktop.ini"}
+#: Compression methods whose reads zipfile bounds by the requested length (bzip2 and LZMA inflate
+#: whole input blocks at once, which a crafted member can make gigabytes large).
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+_ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 
 
 @dataclass(frozen=True)
@@ -22,13 +40,35 @@ class IngestItem:
     size: int | None = None
 
 
+def rejected_item(path: str, reason: str) -> IngestItem:
+    """An input that is not read: ingesting it gives one "rejected" result with ``reason``."""
+
+    def refuse() -> bytes:
+        raise ImageRejected(reason)
+
+    return IngestItem(path=path, read=refuse)
+
+
 def is_zip_name(name: str) -> bool:
     return name.lower().endswith(".zip")
 
 
-def _skipped(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts) or parts[-1].lower() in _SKIPPED_NAMES
+def _skipped_kind(name: str) -> str | None:
+    """What a relative path inside a folder or archive is when it is not read (hidden, macOS
+    metadata, a system file), or None."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if "__MACOSX" in parts:
+        return "macOS metadata (__MACOSX)"
+    if any(part.startswith(".") for part in parts):
+        return "hidden (name starts with a dot)"
+    if parts and parts[-1].lower() in _SYSTEM_NAMES:
+        return "system file"
+    return None
+
+
+def _skip_reason(name: str) -> str | None:
+    kind = _skipped_kind(name)
+    return f"skipped: {kind}" if kind else None
 
 
 def items_from_paths(paths: Iterable[Path]) -> Iterator[IngestItem]:
@@ -36,37 +76,85 @@ def items_from_paths(paths: Iterable[Path]) -> Iterator[IngestItem]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if not _skipped(child.relative_to(path).as_posix()):
-                    yield from _items_from_file(child)
+            yield from _items_from_folder(path)
         elif path.is_file():
-            yield from _items_from_file(path)
+            yield from _items_from_file(path, path.name)
+        elif path.exists() or path.is_symlink():
+            yield rejected_item(str(path), _not_regular(path))
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
 
 
 def items_from_upload(name: str, data: bytes) -> Iterator[IngestItem]:
     """An uploaded file: a .zip archive is opened, anything else is one item."""
-    if is_zip_name(name):
+    problem = name_problem(name)
+    if problem:
+        yield rejected_item(name, problem)
+    elif is_zip_name(name):
         yield from _items_from_zip(name, lambda: io.BytesIO(data))
     else:
         yield IngestItem(path=name, read=lambda: data, size=len(data))
 
 
-def _items_from_file(path: Path) -> Iterator[IngestItem]:
-    if is_zip_name(path.name):
+def _items_from_folder(root: Path) -> Iterator[IngestItem]:
+    """Every entry under ``root``, sorted by path; hidden folders and links to folders are one
+    item each and are not entered."""
+    entries: list[tuple[Path, str | None]] = []  # (path, reason it is not read)
+
+    def unreadable(error: OSError) -> None:
+        entries.append((Path(error.filename), f"could not read the folder: {error.strerror}"))
+
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
+        base = Path(folder)
+        for name in list(subfolders):
+            child = base / name
+            kind = "link to a folder" if child.is_symlink() else _skipped_kind(name)
+            if kind:
+                reason = f"folder not entered: {kind}"
+                subfolders.remove(name)
+                entries.append((child, reason))
+        entries.extend((base / name, None) for name in files)
+    if not entries:
+        yield rejected_item(str(root), "empty folder: no files in it")
+        return
+    for path, reason in sorted(entries):
+        relative = path.relative_to(root).as_posix()
+        reason = reason or name_problem(relative) or _skip_reason(relative)
+        if reason is None and not path.is_file():
+            reason = _not_regular(path)
+        if reason:
+            yield rejected_item(str(path), reason)
+        else:
+            yield from _items_from_file(path, relative)
+
+
+def _items_from_file(path: Path, name: str) -> Iterator[IngestItem]:
+    problem = name_problem(name)
+    if problem:
+        yield rejected_item(str(path), problem)
+    elif is_zip_name(path.name):
         yield from _items_from_zip(str(path), partial(path.open, "rb"))
     else:
         yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size)
 
 
+def _not_regular(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "broken link: its target does not exist"
+    kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+    return f"not a regular file ({kind})"
+
+
 def _items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[IngestItem]:
-    """Members of an archive; an unreadable archive becomes one item whose read() raises."""
+    """Members of an archive, one item each; an unreadable archive becomes one item whose read()
+    raises, an archive without files one rejected item."""
     handle = None
     try:
         handle = opener()
         archive = zipfile.ZipFile(handle)
-        members = [m for m in archive.infolist() if not m.is_dir() and not _skipped(m.filename)]
+        members = [m for m in archive.infolist() if not m.is_dir()]
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         if handle is not None:
             handle.close()
@@ -77,7 +165,52 @@ def _items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Ing
 
         yield IngestItem(path=label, read=fail)
         return
+    if not members:
+        archive.close()
+        yield rejected_item(label, "empty archive: no files in it")
+        return
     # The archive stays open while items refer to it (ZipFile reads members thread-safely) and
     # closes when the last item is dropped.
-    for member in sorted(members, key=lambda m: m.filename):
-        yield IngestItem(path=f"{label}/{member.filename}", read=partial(archive.read, member), size=member.file_size)
+    for member in sorted(members, key=lambda m: m.orig_filename):
+        name = member.orig_filename  # zipfile cuts `filename` at a NUL byte; this is the full name
+        path = f"{label}/{name}"
+        reason = name_problem(name) or _unsafe_member(member) or _skip_reason(name)
+        if reason:
+            yield rejected_item(path, reason)
+        else:
+            yield IngestItem(path=path, read=partial(_read_member, archive, member), size=member.file_size)
+
+
+def _unsafe_member(member: zipfile.ZipInfo) -> str | None:
+    """Why a member is not read: a path that climbs out or is absolute, encryption, a method
+    whose reads are not bounded."""
+    name = member.orig_filename.replace("\\", "/")
+    if name.startswith("/") or ".." in PurePosixPath(name).parts or (len(name) > 1 and name[1] == ":"):
+        return "unsafe path in the archive (absolute, or climbing out with '..')"
+    if member.flag_bits & 0x1:
+        return "encrypted archive member"
+    if member.compress_type not in _ZIP_METHODS:
+        method = _ZIP_METHOD_NAMES.get(member.compress_type, f"method {member.compress_type}")
+        return f"archive member compressed with {method}: only stored and deflate members are read"
+    return None
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
+    """The member's bytes, inflating at most its declared size plus one byte (zipfile alone would
+    inflate all of a lying member before cutting it to size)."""
+    declared = member.file_size
+    bounded = copy.copy(member)
+    bounded.file_size = declared + 1  # lets zipfile hand over one byte past the declared size
+    del bounded.CRC  # zipfile then skips its CRC check, which would fail on that byte; done below
+    try:
+        with archive.open(bounded) as stream:
+            data = stream.read(declared + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ImageRejected(f"corrupt archive member ({exc})") from None
+    if len(data) > declared:
+        raise ImageRejected(f"archive member expands past its declared size of {declared:,} bytes")
+    if len(data) < declared:
+        raise ImageRejected(f"archive member is shorter than its declared size of {declared:,} bytes")
+    if zlib.crc32(data) != member.CRC:
+        raise ImageRejected("corrupt archive member (bad CRC-32)")
+    return data

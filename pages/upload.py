@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import ui
+from core.images import ACCEPTED_FORMATS
+from core.names import display_name
 from core.upload import ingest_uploads, near_duplicates_of_new
 
 services = ui.services()
@@ -14,8 +16,9 @@ limit_mb = st.get_option("server.maxUploadSize")
 
 st.title("Upload")
 st.caption(
-    f"JPEG, PNG, WebP, GIF, BMP, TIFF and HEIC images, or .zip archives of them: up to {limit_mb:,} MB per "
-    f"file, {services.settings.max_file_mb:g} MB and {services.settings.max_pixels / 1e6:g} megapixels per image. "
+    f"{ACCEPTED_FORMATS} images, or .zip archives of them: up to {limit_mb:,} MB per file, "
+    f"{services.settings.max_file_mb:g} MB and {services.settings.max_pixels / 1e6:g} megapixels per image "
+    "(all frames of an animation together). "
     "The content decides the type, not the extension. Files you already have are recognised and skipped."
 )
 
@@ -83,8 +86,11 @@ if report:
                         f"stored: {ui.escape(pair.existing_filename)}",
                     )
                 info.markdown(f"**Distance {pair.distance}** of 64 bits  \nReview them on the Gallery page.")
+    shown = frame[["path", "status", "reason"]].fillna("")
+    for column in ("path", "reason"):  # names may carry ANSI, bidi or other invisible characters
+        shown[column] = shown[column].map(display_name)
     st.dataframe(
-        frame[["path", "status", "reason"]].fillna(""),
+        shown,
         hide_index=True,
         width="stretch",
         column_config={"path": "File", "status": "Result", "reason": "Reason"},

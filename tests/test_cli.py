@@ -60,7 +60,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good.mkdir()
     (good / "green.webp").write_bytes(encode(pattern(4), "WEBP"))
     (good / "photos.zip").write_bytes(
-        zip_bytes({"a.png": png(seed=5), "__MACOSX/._a.png": b"junk", "more/b.gif": encode(pattern(6), "GIF")})
+        zip_bytes({"a.png": png(seed=5), "more/b.gif": encode(pattern(6), "GIF")})  # skipped entries: see "mixed"
     )
     return root
 
@@ -88,7 +88,7 @@ def test_ingest_reports_every_file_and_exits_1_on_rejections(workspace: Path, fi
     assert all(isinstance(entry, dict) for entry in report)
     assert all(set(entry) == {"path", "status", "reason", "image_id"} for entry in report)
     entries = by_name(report)
-    assert set(entries) == {"red.png", "blue.jpg", "broken.jpg", "notes.png"}  # the hidden file is skipped
+    assert set(entries) == {"red.png", "blue.jpg", "broken.jpg", "notes.png", ".hidden.png"}  # one line each
     for name in ("red.png", "blue.jpg"):
         assert entries[name]["status"] == "stored"
         assert entries[name]["reason"] is None
@@ -98,8 +98,12 @@ def test_ingest_reports_every_file_and_exits_1_on_rejections(workspace: Path, fi
     assert entries["notes.png"]["status"] == "rejected"
     assert "not an image" in entries["notes.png"]["reason"]
     assert entries["notes.png"]["image_id"] is None
+    assert (entries[".hidden.png"]["status"], entries[".hidden.png"]["reason"]) == (
+        "rejected",
+        "skipped: hidden (name starts with a dot)",
+    )
     assert entries["blue.jpg"]["path"] == str(workspace / "mixed" / "sub" / "blue.jpg")
-    assert "4 files: 2 stored, 0 already present, 2 rejected" in first_ingest.stderr
+    assert "5 files: 2 stored, 0 already present, 3 rejected" in first_ingest.stderr
     assert "random weights" in first_ingest.stderr
     # what the report says is on disk
     assert len(list_keys(LocalStore(workspace / "data" / "objects"))) == 4

@@ -7,11 +7,24 @@ from pathlib import Path
 import pytest
 from helpers import png, zip_bytes
 
+from core.images import ImageRejected
 from core.sources import IngestItem, items_from_paths, items_from_upload
 
 
 def as_dict(items: list[IngestItem]) -> dict[str, bytes]:
     return {item.path: item.read() for item in items}
+
+
+def outcomes(items: list[IngestItem]) -> dict[str, bytes | str]:
+    """path -> the bytes read, or the reason the item is refused."""
+    found: dict[str, bytes | str] = {}
+    for item in items:
+        try:
+            found[item.path] = item.read()
+        except ImageRejected as exc:
+            assert item.size is None  # a refused item is never size-checked first
+            found[item.path] = str(exc)
+    return found
 
 
 def test_a_file_is_one_item(tmp_path: Path) -> None:
@@ -23,7 +36,7 @@ def test_a_file_is_one_item(tmp_path: Path) -> None:
     assert item.read() == png(1)
 
 
-def test_folders_are_read_recursively_and_hidden_files_skipped(tmp_path: Path) -> None:
+def test_folders_are_read_recursively_and_hidden_files_get_a_line(tmp_path: Path) -> None:
     (tmp_path / "b.png").write_bytes(b"b")
     (tmp_path / "a.png").write_bytes(b"a")
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
@@ -34,14 +47,17 @@ def test_folders_are_read_recursively_and_hidden_files_skipped(tmp_path: Path) -
     (tmp_path / ".git" / "e.png").write_bytes(b"in a hidden folder")
     (tmp_path / "sub" / "Thumbs.db").write_bytes(b"windows")
     items = list(items_from_paths([tmp_path]))
-    assert [item.path for item in items] == [
-        str(tmp_path / "a.png"),
-        str(tmp_path / "b.png"),
-        str(tmp_path / "sub" / "c.jpg"),
-        str(tmp_path / "sub" / "deeper" / "d.gif"),
-    ]
-    assert [item.read() for item in items] == [b"a", b"b", b"c", b"d"]
-    assert [item.size for item in items] == [1, 1, 1, 1]
+    assert outcomes(items) == {
+        str(tmp_path / ".git"): "folder not entered: hidden (name starts with a dot)",
+        str(tmp_path / ".hidden.png"): "skipped: hidden (name starts with a dot)",
+        str(tmp_path / "a.png"): b"a",
+        str(tmp_path / "b.png"): b"b",
+        str(tmp_path / "sub" / "Thumbs.db"): "skipped: system file",
+        str(tmp_path / "sub" / "c.jpg"): b"c",
+        str(tmp_path / "sub" / "deeper" / "d.gif"): b"d",
+    }
+    assert [item.path for item in items] == sorted(item.path for item in items)
+    assert [item.size for item in items if item.size is not None] == [1, 1, 1, 1]
 
 
 def test_a_folder_inside_a_hidden_parent_is_still_read(tmp_path: Path) -> None:
@@ -65,9 +81,14 @@ def test_zip_members_are_items(tmp_path: Path) -> None:
         )
     )
     items = list(items_from_paths([archive]))
-    assert [item.path for item in items] == [f"{archive}/b.png", f"{archive}/dir/a.png"]
-    assert [item.read() for item in items] == [b"bbb", b"aa"]
-    assert [item.size for item in items] == [3, 2]
+    assert outcomes(items) == {
+        f"{archive}/.DS_Store": "skipped: hidden (name starts with a dot)",
+        f"{archive}/__MACOSX/b.png": "skipped: macOS metadata (__MACOSX)",
+        f"{archive}/__MACOSX/dir/._a.png": "skipped: macOS metadata (__MACOSX)",
+        f"{archive}/b.png": b"bbb",
+        f"{archive}/dir/a.png": b"aa",
+    }
+    assert [item.size for item in items if item.size is not None] == [3, 2]
 
 
 def test_zip_inside_a_folder(tmp_path: Path) -> None:
@@ -101,7 +122,11 @@ def test_upload_of_a_plain_file() -> None:
 def test_upload_of_a_zip() -> None:
     data = zip_bytes({"a.png": b"A", "__MACOSX/a.png": b"junk", "folder/": b"", "folder/b.png": b"B"})
     items = list(items_from_upload("Batch.Zip", data))
-    assert as_dict(items) == {"Batch.Zip/a.png": b"A", "Batch.Zip/folder/b.png": b"B"}
+    assert outcomes(items) == {
+        "Batch.Zip/__MACOSX/a.png": "skipped: macOS metadata (__MACOSX)",
+        "Batch.Zip/a.png": b"A",
+        "Batch.Zip/folder/b.png": b"B",
+    }  # the folder entry is not a file: no item
 
 
 def test_upload_of_a_corrupt_zip() -> None:

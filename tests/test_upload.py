@@ -74,18 +74,22 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
         progress=lambda done, total: calls.append((done, total)),
     )
 
-    assert [r.path for r in results] == [
+    assert [r.path for r in results] == [  # every input gets a line, the skipped ones too
+        "photos.zip/.hidden.png",
+        "photos.zip/__MACOSX/._a.png",
         "photos.zip/a.png",
         "photos.zip/more/b.gif",
         "photos.zip/notes.txt",
         "loose.jpg",
         "bad.png",
     ]
-    assert [r.status for r in results] == ["stored", "stored", "rejected", "stored", "rejected"]
+    assert [r.status for r in results] == ["rejected", "rejected", "stored", "stored", "rejected", "stored", "rejected"]
     found = by_path(results)
     assert "not an image" in found["bad.png"].reason
     assert "not an image" in found["photos.zip/notes.txt"].reason
-    assert calls[-1] == (5, 5)
+    assert found["photos.zip/.hidden.png"].reason == "skipped: hidden (name starts with a dot)"
+    assert found["photos.zip/__MACOSX/._a.png"].reason == "skipped: macOS metadata (__MACOSX)"
+    assert calls[-1] == (7, 7)
 
     records = {r.id: r.payload for r in services.index.scroll(ALICE)}
     assert set(records) == {r.image_id for r in results if r.status == "stored"}
@@ -96,6 +100,8 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
 
     again = ingest_uploads(services, ALICE, [("photos.zip", archive), ("copy-of-a.png", png(seed=1))])
     assert [(r.path, r.status) for r in again] == [
+        ("photos.zip/.hidden.png", "rejected"),
+        ("photos.zip/__MACOSX/._a.png", "rejected"),
         ("photos.zip/a.png", "present"),
         ("photos.zip/more/b.gif", "present"),
         ("photos.zip/notes.txt", "rejected"),
@@ -115,7 +121,8 @@ def test_an_unreadable_archive_is_one_rejected_result(services: Services) -> Non
 
 def test_ingest_uploads_of_nothing(services: Services) -> None:
     assert ingest_uploads(services, ALICE, []) == []
-    assert ingest_uploads(services, ALICE, [("empty.zip", zip_bytes({}))]) == []
+    [empty] = ingest_uploads(services, ALICE, [("empty.zip", zip_bytes({}))])  # an empty archive gets its line
+    assert (empty.path, empty.status, empty.reason) == ("empty.zip", "rejected", "empty archive: no files in it")
 
 
 def test_ingest_uploads_refuses_an_invalid_user(services: Services) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision import transforms
 
 from core.embed.base import Embedder, normalise
+from core.images import model_input
 
 NAME = "efficientnet-lite0"
 
@@ -45,6 +46,6 @@ class EfficientNetLite0Embedder(Embedder):
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        batch = torch.stack([self.preprocess(model_input(image)) for image in images]).to(self.device)
         features = self.model.extract_features(batch).mean(dim=(2, 3))
         return normalise(features.float().cpu().numpy())

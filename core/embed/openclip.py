@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from core.embed.base import Embedder, ModelLoadError, normalise
+from core.images import model_input
 
 DEFAULT_CLIP = "ViT-B-32:openai"
 #: A very small CLIP (same code path as ViT-B-32) for fast tests; random weights only.
@@ -56,7 +57,7 @@ class OpenClipEmbedder(Embedder):
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        batch = torch.stack([self.preprocess(model_input(image)) for image in images]).to(self.device)
         return normalise(self.model.encode_image(batch).float().cpu().numpy())
 
     @torch.inference_mode()

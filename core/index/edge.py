@@ -40,6 +40,7 @@ from core.index.base import (
     record_from,
 )
 from core.index.lock import DirectoryLock
+from core.payload import finite_payload
 from core.storage.base import check_user
 
 
@@ -98,7 +99,7 @@ class EdgeIndex(VectorIndex):
             vector = np.asarray(record.vector, dtype=np.float32)
             if vector.shape != (self.dimension,):
                 raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
-            points.append(Point(record.id, {VECTOR_NAME: vector.tolist()}, record.payload))
+            points.append(Point(record.id, {VECTOR_NAME: vector.tolist()}, finite_payload(record.payload)))
         with self._lock:
             self._disk.check()
             self.shard.update(UpdateOperation.upsert_points(points))
@@ -125,7 +126,9 @@ class EdgeIndex(VectorIndex):
         if ids:
             with self._lock:
                 self._disk.check()
-                self.shard.update(UpdateOperation.set_payload_by_filter(_user_filter(user, ids), values))
+                self.shard.update(
+                    UpdateOperation.set_payload_by_filter(_user_filter(user, ids), finite_payload(values))
+                )
 
     def search(
         self,

@@ -25,6 +25,7 @@ from core.index.base import (
     VectorIndexError,
     record_from,
 )
+from core.payload import finite_payload
 from core.storage.base import check_user
 
 _ERRORS = (UnexpectedResponse, ResponseHandlingException, OSError, ValueError, RuntimeError)
@@ -119,7 +120,9 @@ class ServerIndex(VectorIndex):
             if vector.shape != (self.dimension,):
                 raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
             points.append(
-                models.PointStruct(id=record.id, vector={VECTOR_NAME: vector.tolist()}, payload=record.payload)
+                models.PointStruct(
+                    id=record.id, vector={VECTOR_NAME: vector.tolist()}, payload=finite_payload(record.payload)
+                )
             )
         self._call("upsert", points=points, wait=True)
 
@@ -159,7 +162,10 @@ class ServerIndex(VectorIndex):
             raise VectorIndexError("the owner of an image cannot be changed")
         if ids:
             self._call(
-                "set_payload", payload=values, points=models.FilterSelector(filter=_user_filter(user, ids)), wait=True
+                "set_payload",
+                payload=finite_payload(values),
+                points=models.FilterSelector(filter=_user_filter(user, ids)),
+                wait=True,
             )
 
     def search(
