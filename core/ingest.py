@@ -30,7 +30,7 @@ from core.index import ImageRecord, VectorIndex, image_id
 from core.journal import Intent, IntentJournal, recover, remove_keys
 from core.quality import image_stats
 from core.sources import IngestItem
-from core.storage import ObjectStore, StorageError, check_user, image_key, thumbnail_key
+from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
 from core.storage.breaker import Breaker
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,16 @@ class IngestResult:
         return asdict(self)
 
 
-class IngestStopped(Exception):
-    """A part every file needs failed: ``reason`` goes into each remaining file's result."""
+@dataclass(frozen=True)
+class IngestStopped:
+    """Why an ingest stopped early (a part every file needs failed): ``reason`` goes into each
+    remaining file's result, ``detail`` into the one line that says so."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason} ({detail})" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
 @dataclass
@@ -462,10 +465,13 @@ def delete_images(store: ObjectStore, index: VectorIndex, user: str, ids: Sequen
     if not records:
         return 0
     index.delete(user, [r.id for r in records])
-    for r in records:
+    for position, r in enumerate(records):
         keys = [k for k in (r.payload.get("original_key"), r.payload.get("thumbnail_key")) if k]
         try:
             remove_keys(store, keys)
+        except StoreUnreachable as exc:  # each further call would wait as long: leave them all
+            log.warning("%d images deleted, their objects left for repair: %s", len(records) - position, exc)
+            break
         except StorageError as exc:
             log.warning("image %s deleted, but not all its objects (%s): left for repair", r.id, exc)
     return len(records)

@@ -187,12 +187,15 @@ def settle_point(store: ObjectStore, index: VectorIndex, user: str, image_id: st
 
 
 def remove_keys(store: ObjectStore, keys: Iterable[str], attempts: int = 3) -> None:
-    """Delete ``keys``, trying each up to ``attempts`` times; raises the last StorageError."""
+    """Delete ``keys``, trying each up to ``attempts`` times; raises the last StorageError, and
+    StoreUnreachable at once (the store already retried what a retry could fix)."""
     for key in keys:
         for attempt in range(attempts):
             try:
                 store.delete(key)
                 break
+            except StoreUnreachable:
+                raise
             except StorageError:
                 if attempt == attempts - 1:
                     raise

@@ -195,6 +195,26 @@ def test_deleting_images_removes_the_points_even_if_objects_stay(tmp_path: Path,
     assert list_keys(store) == set()
 
 
+class UnreachableDeletes(LocalStore):
+    """A real LocalStore whose delete() gets no answer, as from a hung server; counts the calls."""
+
+    deletes = 0
+
+    def delete(self, key: str) -> None:
+        self.deletes += 1
+        raise StoreUnreachable(f"could not delete {key}: no answer")
+
+
+def test_deleting_images_from_an_unreachable_store_waits_once(tmp_path: Path, index: EdgeIndex, tiny, journal):
+    store = UnreachableDeletes(tmp_path / "objects")
+    files = {f"{i}.png": png(seed=20 + i) for i in range(3)}
+    results = Ingestor(store, index, tiny, journal_dir=journal).ingest(items(files), USER)
+    assert delete_images(store, index, USER, [r.image_id for r in results]) == 3
+    assert index.count(USER) == 0
+    assert store.deletes == 1  # not 3 images x 2 objects x 3 tries of a timeout each
+    assert len(scan_orphans(store, index, journal).orphan_keys) == 6  # for repair, once it answers
+
+
 # --- the breaker --------------------------------------------------------------------------------
 
 
