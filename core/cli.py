@@ -1,8 +1,8 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, doctor, duplicates, anomalies, project, users.
-Exit codes: 0 success, 1 some files were rejected (the others were stored) or a doctor check
-failed, 2 usage or configuration error.
+Commands: ingest, info, doctor, repair, duplicates, anomalies, project, users.
+Exit codes: 0 success, 1 some files were rejected (the others were stored), a doctor check
+failed or repair left something, 2 usage or configuration error (also: the data disk is full).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.embed import ModelLoadError
 from core.index import VectorIndexError
@@ -23,6 +24,9 @@ from core.logs import configure_logging
 from core.settings import SettingsError, load_settings, mask_url_credentials
 from core.storage import StorageError, check_user
 from core.telemetry import track
+
+if TYPE_CHECKING:
+    from core.ingest import IngestResult
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -71,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="store images (files, folders, .zip archives) for a user")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("--user", required=True, help="owner of the images")
-    ingest.add_argument("--json", action="store_true", help="print the per-file report as JSON")
+    ingest.add_argument("--json", action="store_true", help="print one JSON object per file as it is done (JSON Lines)")
     ingest.add_argument("--batch-size", type=_positive_int, default=None, help="images embedded per batch")
     ingest.set_defaults(handler=_ingest)
 
@@ -82,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--format", choices=["text", "json"], default="text")
     doctor.add_argument("--versions", action="store_true", help="also list component versions")
     doctor.set_defaults(handler=_doctor)
+
+    repair = commands.add_parser("repair", help="remove objects without a point, complete or remove broken points")
+    repair.add_argument("--user", default=None, help="only this user's images (default: everyone's)")
+    repair.add_argument("--dry-run", action="store_true", help="only list what would change; exit 1 if anything")
+    repair.set_defaults(handler=_repair)
 
     duplicates = commands.add_parser("duplicates", help="duplicate clusters of a user's images")
     duplicates.add_argument("--user", required=True)
@@ -152,6 +161,7 @@ def _open(**overrides: object):
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.names import display_name
     from core.sources import items_from_paths
 
     check_user(args.user)
@@ -161,28 +171,69 @@ def _ingest(args: argparse.Namespace) -> int:
     items = list(items_from_paths(args.paths))
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
     services = _open(**overrides)
+
+    def report(result: IngestResult) -> None:
+        """One line per file as soon as its fate is known, so that a killed run leaves its report so far."""
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        elif result.status == "rejected":
+            print(f"rejected  {display_name(result.path)}: {result.reason}", flush=True)
+
     try:
+        ingestor = services.ingestor()
         with tqdm(total=len(items), unit="img", desc="ingest", file=sys.stderr, disable=None) as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.update(done - bar.n)
 
-            results = services.ingestor().ingest(items, args.user, progress=progress)
+            results = ingestor.ingest(items, args.user, progress=progress, on_result=report)
     finally:
         services.close()
     counts = Counter(r.status for r in results)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        for r in results:
-            if r.status == "rejected":
-                print(f"rejected  {r.path}: {r.reason}")
-    print(
+    summary = (
         f"{len(results)} files: {counts['stored']} stored, {counts['present']} already present, "
-        f"{counts['rejected']} rejected",
-        file=sys.stderr if args.json else sys.stdout,
+        f"{counts['rejected']} rejected"
     )
+    if ingestor.stopped:
+        skipped = sum(1 for r in results if (r.reason or "").startswith("not attempted: "))
+        summary += f" ({skipped} not attempted)"
+        print(f"stopped: {ingestor.stopped}", file=sys.stderr)
+    print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from core.journal import recover, repair_orphans, scan_orphans
+
+    if args.user:
+        check_user(args.user)
+    services = _open()
+    try:
+        if not args.dry_run:
+            settled = recover(services.journal_dir, services.store, services.index)
+            if settled.completed or settled.removed:
+                print(f"journal: {settled.completed} interrupted images kept, {settled.removed} removed")
+        scan = scan_orphans(services.store, services.index, services.journal_dir, args.user)
+        print(
+            f"{scan.objects} objects, {scan.points} points: {len(scan.orphan_keys)} objects without a point, "
+            f"{len(scan.broken_points)} points with a missing object"
+        )
+        for key in scan.orphan_keys:
+            print(f"orphan    {key}")
+        for user, image_id, _ in scan.broken_points:
+            print(f"broken    {user}/{image_id}")
+        if args.dry_run:
+            return EXIT_OK if scan.clean else EXIT_REJECTED
+        fixed = repair_orphans(services.store, services.index, scan)
+    finally:
+        services.close()
+    print(
+        f"repair: removed {fixed.removed_objects} objects; {fixed.completed_points} points completed, "
+        f"{fixed.removed_points} removed"
+    )
+    for problem in fixed.failed:
+        print(f"failed    {problem}", file=sys.stderr)
+    return EXIT_REJECTED if fixed.failed else EXIT_OK
 
 
 def _duplicates(args: argparse.Namespace) -> int:

@@ -19,8 +19,10 @@ from typing import Literal
 import pandas as pd
 from PIL import Image
 
+from core.diskspace import describe_bytes
 from core.embed import Embedder, load_embedder
 from core.index import IndexLocked, VectorIndex, open_index
+from core.journal import scan_orphans
 from core.services import Services
 from core.settings import Settings, SettingsError, load_settings
 from core.storage import ObjectStore, open_store
@@ -210,23 +212,57 @@ class DiskCheck(Check):
             existing = _existing_parent(path)
             free = shutil.disk_usage(existing).free
             details[label] = f"{path}: {free / GIB:.1f} GiB free"
-            if free < DISK_FAIL_BELOW:
+            # Below VAD_MIN_FREE_MB the data folder refuses writes: that is a failure whatever the constant.
+            fail_below = max(DISK_FAIL_BELOW, s.min_free_bytes) if label == "data" else DISK_FAIL_BELOW
+            if free < fail_below:
                 worst = "fail"
             elif free < DISK_WARN_BELOW:
                 worst = "warn" if worst == "ok" else worst
             else:
                 continue
-            problems.append(f"{label} ({path}) has {free / GIB:.1f} GiB free")
+            problems.append(f"{label} ({path}) has {describe_bytes(free)} free")
         try:
             s.data_dir.mkdir(parents=True, exist_ok=True)
             probe = s.data_dir / f".doctor-{uuid.uuid4().hex}"
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            try:
+                probe.write_bytes(b"ok")
+            finally:
+                probe.unlink(missing_ok=True)
         except OSError as exc:
-            return self.result("fail", f"VAD_DATA_DIR={s.data_dir} is not writable: {exc}", **details)
+            problems.append(f"VAD_DATA_DIR={s.data_dir} is not writable: {exc}")
+            return self.result("fail", "; ".join(problems), **details)
         if problems:
             return self.result(worst, "; ".join(problems), **details)
         return self.result("ok", "; ".join(str(v) for v in details.values()), **details)
+
+
+@register
+class OrphansCheck(Check):
+    name, title, needs = "orphans", "Orphaned objects", ("settings", "store", "index")
+
+    def run(self, ctx: DoctorContext) -> CheckResult:
+        s = ctx.settings
+        assert s is not None
+        if ctx.store is None or ctx.index is None:
+            return self.result("skip", "skipped: the store or the index could not be opened")
+        try:
+            scan = scan_orphans(ctx.store, ctx.index, s.data_dir / "journal")
+        except Exception as exc:
+            return self.result("fail", f"could not compare the objects with the index: {exc}")
+        details = {
+            "objects": scan.objects,
+            "points": scan.points,
+            "objects without a point": len(scan.orphan_keys),
+            "points with a missing object": len(scan.broken_points),
+        }
+        if scan.clean:
+            return self.result("ok", f"{scan.objects:,} objects and {scan.points:,} points match", **details)
+        return self.result(
+            "warn",
+            f"{len(scan.orphan_keys)} objects without a point and {len(scan.broken_points)} points with a "
+            "missing object (an interrupted ingest?): run python -m core repair",
+            **details,
+        )
 
 
 def model_cache_dir() -> Path:

@@ -2,7 +2,11 @@
 
 Every file gets a result (stored / present / rejected with the reason). A failure at any step
 undoes that file's earlier steps, so there is never an object without its point or a point
-without its objects; the other files go on.
+without its objects; the other files go on. What a batch is about to write is first recorded in
+an intent journal (core.journal), so that a killed ingest is settled by the next one.
+
+When a part that every file needs fails (the object store stops answering, the data disk fills
+up), the ingest stops: the files not yet attempted are rejected with "not attempted: <reason>".
 """
 
 from __future__ import annotations
@@ -13,23 +17,28 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
-from time import perf_counter
+from pathlib import Path, PurePosixPath
+from time import perf_counter, sleep
 from typing import Any, Literal
 
 from core import metrics
+from core.diskspace import DiskFull, DiskGuard
 from core.embed import Embedder
 from core.hashing import phash_hex, pixel_sha256, sha256_hex
 from core.images import DecodedImage, ImageLimits, ImageRejected, check_size, decode, thumbnail_bytes
 from core.index import ImageRecord, VectorIndex, image_id
+from core.journal import Intent, IntentJournal, recover, remove_keys
 from core.quality import image_stats
 from core.sources import IngestItem
-from core.storage import ObjectStore, check_user, image_key, thumbnail_key
+from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
+from core.storage.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
 Status = Literal["stored", "present", "rejected"]
 ProgressCallback = Callable[[int, int], None]
+#: Seconds between the tries of removing a failed file's objects.
+CLEANUP_BACKOFF_S = (0.2, 1.0)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,18 @@ class IngestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class IngestStopped:
+    """Why an ingest stopped early (a part every file needs failed): ``reason`` goes into each
+    remaining file's result, ``detail`` into the one line that says so."""
+
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
 @dataclass
@@ -73,20 +94,39 @@ class Ingestor:
         limits: ImageLimits = ImageLimits(),
         batch_size: int = 32,
         workers: int | None = None,
+        journal_dir: Path | None = None,
+        disk_guard: DiskGuard | None = None,
     ) -> None:
+        """``journal_dir``: where intents are journaled (None: no journal); ``disk_guard``: checked
+        before each batch is stored."""
         self.store = store
         self.index = index
         self.embedder = embedder
         self.limits = limits
         self.batch_size = batch_size
+        self.journal_dir = journal_dir
+        self.disk_guard = disk_guard
+        #: Why the last ``ingest`` stopped early, if it did.
+        self.stopped: IngestStopped | None = None
+        self._journal: IntentJournal | None = None
+        self._breaker = Breaker()
         # Decoding overlaps with embedding; leave the model half the cores (1 of 2 here).
         self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
 
     def ingest(
-        self, items: Sequence[IngestItem], user: str, progress: ProgressCallback | None = None
+        self,
+        items: Sequence[IngestItem],
+        user: str,
+        progress: ProgressCallback | None = None,
+        on_result: Callable[[IngestResult], None] | None = None,
     ) -> list[IngestResult]:
-        """Ingest ``items`` for ``user``; results come back in the order of ``items``."""
+        """Ingest ``items`` for ``user``; results come back in the order of ``items``, and each one
+        is also handed to ``on_result`` as soon as it is known."""
         check_user(user)
+        self._settle_journals()
+        self.stopped = None
+        self._breaker = Breaker()
+        self._journal = IntentJournal(self.journal_dir) if self.journal_dir else None
         started = perf_counter()
         results: list[IngestResult | None] = [None] * len(items)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
@@ -97,6 +137,8 @@ class Ingestor:
             nonlocal done
             results[position] = result
             done += 1
+            if on_result:
+                on_result(result)
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ingest") as pool:
             pending: list[tuple[_Candidate, Future[_Candidate]]] = []
@@ -111,8 +153,14 @@ class Ingestor:
                 pending = decoding
                 if progress:
                     progress(done, len(items))
-            if pending:
+                if self.stopped:
+                    break
+            if pending and not self.stopped:
                 self._finish(user, pending, record)
+        if self._journal:
+            self._journal.close()
+        if self.stopped:
+            self._not_attempted(items, results, {position for position, _ in repeats}, record)
         for position, first in repeats:  # a repeat shares the fate of its first copy
             outcome = results[first]
             assert outcome is not None
@@ -129,6 +177,35 @@ class Ingestor:
             metrics.IMAGES_INGESTED.labels(outcome=result.status).inc()
         metrics.INGEST_DURATION.observe(perf_counter() - started)
         return finished
+
+    def _settle_journals(self) -> None:
+        """Settle what earlier, killed ingests left in the journal (logged; never stops this one)."""
+        if self.journal_dir is None:
+            return
+        try:
+            found = recover(self.journal_dir, self.store, self.index)
+        except Exception:
+            log.exception("could not settle the intent journal in %s", self.journal_dir)
+            return
+        if found.completed or found.removed or found.failed:
+            log.warning(
+                "intent journal: %d interrupted images kept, %d removed, %d left for later",
+                found.completed,
+                found.removed,
+                len(found.failed),
+            )
+
+    def _not_attempted(
+        self,
+        items: Sequence[IngestItem],
+        results: list[IngestResult | None],
+        repeats: set[int],
+        record: Callable[[int, IngestResult], None],
+    ) -> None:
+        assert self.stopped is not None
+        for position, item in enumerate(items):
+            if results[position] is None and position not in repeats:
+                record(position, IngestResult(item.path, "rejected", f"not attempted: {self.stopped.reason}"))
 
     def _read_and_hash(self, entry: tuple[int, IngestItem]) -> tuple[int, _Candidate | IngestResult]:
         position, item = entry
@@ -214,16 +291,63 @@ class Ingestor:
             for c in ready:
                 record(c.position, IngestResult(c.item.path, "rejected", f"embedding failed: {exc}"))
             return
+        self._store_batch(user, list(zip(ready, vectors, strict=True)), record)
+
+    def _store_batch(
+        self, user: str, batch: list[tuple[_Candidate, Any]], record: Callable[[int, IngestResult], None]
+    ) -> None:
+        """Check the disk, journal the batch's intents, store each file's objects, upsert the points.
+
+        Stops the ingest (``self.stopped``) on a full disk, an unwritable journal, or when the store
+        stopped answering (the breaker opened); the files of the batch not yet stored are then
+        left for ``_not_attempted``.
+        """
+        try:
+            if self.disk_guard:  # room for the batch's objects, and the minimum left after them
+                self.disk_guard.check(need=sum(len(c.data) + len(c.thumbnail) for c, _ in batch))
+            if self._journal:
+                self._journal.intend(
+                    Intent(
+                        user,
+                        c.image_id,
+                        (image_key(user, c.image_id, c.decoded.extension), thumbnail_key(user, c.image_id)),
+                    )
+                    for c, _ in batch
+                    if c.decoded
+                )
+        except DiskFull as exc:
+            self._stop(IngestStopped(str(exc)), [c for c, _ in batch])
+            return
+        except StorageError as exc:
+            self._stop(IngestStopped("the intent journal could not be written", str(exc)), [c for c, _ in batch])
+            return
         stored: list[tuple[_Candidate, ImageRecord]] = []
-        for candidate, vector in zip(ready, vectors, strict=True):
+        for position, (candidate, vector) in enumerate(batch):
+            if self._breaker.open:
+                self._stop(self._unreachable(), [c for c, _ in batch[position:]])
+                break
             try:
                 self._store_objects(user, candidate)
+                self._breaker.success()
             except Exception as exc:
-                self._remove_objects(candidate)
+                self._breaker.failure(exc)
+                self._remove_objects(user, candidate)
                 record(candidate.position, IngestResult(candidate.item.path, "rejected", f"could not store: {exc}"))
                 continue
             stored.append((candidate, ImageRecord(candidate.image_id, self._payload(user, candidate), vector)))
         self._upsert(user, stored, record)
+        if self._breaker.open and not self.stopped:
+            self._stop(self._unreachable(), [])
+
+    def _unreachable(self) -> IngestStopped:
+        return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")
+
+    def _stop(self, stopped: IngestStopped, unattempted: Sequence[_Candidate]) -> None:
+        """Stop the ingest; the candidates not attempted wrote nothing, so their intents are done."""
+        log.warning("ingest stopped: %s", stopped)
+        self.stopped = stopped
+        if self._journal:
+            self._journal.done(c.image_id for c in unattempted)
 
     def _upsert(
         self,
@@ -234,6 +358,12 @@ class Ingestor:
         try:
             self.index.upsert([r for _, r in stored])
             failures: list[tuple[_Candidate, Exception]] = []
+        except DiskFull as exc:  # refused before writing anything; every retry would be refused too
+            for candidate, _ in stored:
+                self._remove_objects(user, candidate)
+                record(candidate.position, IngestResult(candidate.item.path, "rejected", f"index write failed: {exc}"))
+            self._stop(IngestStopped(str(exc)), [])
+            return
         except Exception:
             # Retry one by one so that a single bad record does not reject the whole batch.
             failures = []
@@ -247,9 +377,13 @@ class Ingestor:
             try:
                 self.index.delete(user, [candidate.image_id])
             except Exception:
+                # The point may be there: keep its objects; the journal's open intent settles it later.
                 log.exception("could not remove a half-written point %s", candidate.image_id)
-            self._remove_objects(candidate)
+            else:
+                self._remove_objects(user, candidate)
             record(candidate.position, IngestResult(candidate.item.path, "rejected", f"index write failed: {exc}"))
+        if self._journal:
+            self._journal.done(c.image_id for c, _ in stored if c.image_id not in failed)
         for candidate, _ in stored:
             if candidate.image_id not in failed:
                 record(candidate.position, IngestResult(candidate.item.path, "stored", None, candidate.image_id))
@@ -264,12 +398,37 @@ class Ingestor:
             candidate.keys.append(thumb)
             self.store.put(thumb, candidate.thumbnail, "image/webp")
 
-    def _remove_objects(self, candidate: _Candidate) -> None:
-        for key in candidate.keys:
-            try:
-                self.store.delete(key)
-            except Exception:
-                log.exception("could not remove %s after a failed ingest", key)
+    def _remove_objects(self, user: str, candidate: _Candidate) -> None:
+        """Remove what was written of a failed file, trying each key again after a short pause.
+
+        What cannot be removed (or is not tried, once the store stopped answering) stays in the
+        journal as an open intent: the next ingest or ``python -m core repair`` removes it. Objects
+        that another model's collection refers to (the same image, ingested under another model)
+        are kept.
+        """
+        try:
+            shared = bool(self.index.ids_in_other_collections(user, [candidate.image_id]))
+        except Exception:
+            log.exception("could not check the other collections for %s; left for repair", candidate.image_id)
+            return
+        remaining = [] if shared else list(candidate.keys)
+        for pause in (*CLEANUP_BACKOFF_S, None):
+            for key in list(remaining):
+                if self._breaker.open:
+                    break
+                try:
+                    self.store.delete(key)
+                    remaining.remove(key)
+                    self._breaker.success()
+                except StorageError as exc:
+                    self._breaker.failure(exc)
+            if not remaining or self._breaker.open or pause is None:
+                break
+            sleep(pause)
+        if remaining:
+            log.warning("could not remove %s after a failed ingest; left for repair", ", ".join(remaining))
+        elif self._journal:
+            self._journal.done([candidate.image_id])
 
     @staticmethod
     def _payload(user: str, candidate: _Candidate) -> dict[str, Any]:
@@ -297,13 +456,22 @@ class Ingestor:
 
 
 def delete_images(store: ObjectStore, index: VectorIndex, user: str, ids: Sequence[str]) -> int:
-    """Delete the user's images among ``ids``: point first, then original and thumbnail."""
+    """Delete the user's images among ``ids``: point first, then original and thumbnail.
+
+    An object that cannot be removed is logged and left as an orphan for ``doctor`` / ``repair``:
+    the images are gone from the collection either way.
+    """
     records = index.retrieve(user, list(ids))
     if not records:
         return 0
     index.delete(user, [r.id for r in records])
-    for r in records:
-        for key in (r.payload.get("original_key"), r.payload.get("thumbnail_key")):
-            if key:
-                store.delete(key)
+    for position, r in enumerate(records):
+        keys = [k for k in (r.payload.get("original_key"), r.payload.get("thumbnail_key")) if k]
+        try:
+            remove_keys(store, keys)
+        except StoreUnreachable as exc:  # each further call would wait as long: leave them all
+            log.warning("%d images deleted, their objects left for repair: %s", len(records) - position, exc)
+            break
+        except StorageError as exc:
+            log.warning("image %s deleted, but not all its objects (%s): left for repair", r.id, exc)
     return len(records)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+from core.diskspace import DiskGuard
 from core.embed import Embedder, load_embedder
 from core.images import ImageLimits
 from core.index import VectorIndex, open_index
@@ -29,8 +31,27 @@ class Services:
     def limits(self) -> ImageLimits:
         return ImageLimits(max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
 
+    @property
+    def journal_dir(self) -> Path:
+        """Where ingests journal what they are about to write (see core.journal)."""
+        return self.settings.data_dir / "journal"
+
+    def disk_guard(self) -> DiskGuard | None:
+        """The free-space guard of the data folder, when objects or the index live there."""
+        if self.store.kind == "local" or self.index.kind == "embedded":
+            return DiskGuard(self.settings.data_dir, self.settings.min_free_bytes)
+        return None
+
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.index, self.embedder, self.limits, batch_size=self.settings.batch_size)
+        return Ingestor(
+            self.store,
+            self.index,
+            self.embedder,
+            self.limits,
+            batch_size=self.settings.batch_size,
+            journal_dir=self.journal_dir,
+            disk_guard=self.disk_guard(),
+        )
 
     def close(self) -> None:
         self.index.close()

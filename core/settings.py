@@ -73,6 +73,7 @@ class Settings(BaseModel):
     max_file_mb: float = Field(64.0, gt=0)
     batch_size: int = Field(32, gt=0, le=1024)
     phash_threshold: int = Field(8, ge=0, le=64)
+    min_free_mb: float = Field(256.0, ge=0)
 
     allow_registration: bool = True
     admin_user: str | None = None
@@ -189,6 +190,10 @@ class Settings(BaseModel):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_mb * 1024 * 1024)
 
     @property
     def uses_s3(self) -> bool:

@@ -44,6 +44,11 @@ def by_name(report: list[dict]) -> dict[str, dict]:
     return {Path(entry["path"]).name: entry for entry in report}
 
 
+def json_lines(stdout: str) -> list[dict]:
+    """``ingest --json`` prints one JSON object per line (JSON Lines), each as its file is done."""
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
@@ -82,8 +87,8 @@ def clean_ingest(workspace: Path, first_ingest) -> subprocess.CompletedProcess[s
 
 def test_ingest_reports_every_file_and_exits_1_on_rejections(workspace: Path, first_ingest) -> None:
     assert first_ingest.returncode == 1, first_ingest.stderr
-    report = json.loads(first_ingest.stdout)  # stdout holds the JSON only
-    assert isinstance(report, list)
+    report = json_lines(first_ingest.stdout)  # stdout holds the JSON Lines only
+    assert all(isinstance(entry, dict) for entry in report)
     assert all(set(entry) == {"path", "status", "reason", "image_id"} for entry in report)
     entries = by_name(report)
     assert set(entries) == {"red.png", "blue.jpg", "broken.jpg", "notes.png", ".hidden.png"}  # one line each
@@ -110,7 +115,7 @@ def test_ingest_reports_every_file_and_exits_1_on_rejections(workspace: Path, fi
 def test_ingest_again_finds_everything_present(workspace: Path, first_ingest, second_ingest) -> None:
     result, objects_before = second_ingest
     assert result.returncode == 1, result.stderr  # the bad files are still bad
-    first, second = by_name(json.loads(first_ingest.stdout)), by_name(json.loads(result.stdout))
+    first, second = by_name(json_lines(first_ingest.stdout)), by_name(json_lines(result.stdout))
     for name in ("red.png", "blue.jpg"):
         assert second[name]["status"] == "present"
         assert second[name]["image_id"] == first[name]["image_id"]

@@ -26,9 +26,12 @@ from core import doctor
 from core.doctor import CHECKS, CheckResult, DoctorContext, failed, results_frame, run_checks
 from core.embed import resolve_device
 from core.index import collection_name
+from core.journal import repair_orphans, scan_orphans
 from core.storage import LocalStore
 
-CHECK_NAMES = ["settings", "model", "store", "index", "disk"]
+CHECK_NAMES = ["settings", "model", "store", "index", "disk", "orphans"]
+#: What the tiny model (random weights: a warning) on working parts gives.
+HEALTHY = {"settings": "ok", "model": "warn", "store": "ok", "index": "ok", "disk": "ok", "orphans": "ok"}
 TINY_ENV = {"VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"}
 
 
@@ -78,7 +81,7 @@ def test_embedded_defaults_pass_and_leave_nothing_behind(tmp_path: Path) -> None
     data = tmp_path / "data"
     results = check(embedded_env(data))
     # the tiny model has random weights: the one warning
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "ok", "index": "ok", "disk": "ok"}
+    assert statuses(results) == HEALTHY
     assert "random weights" in results["model"].summary
     assert results["model"].details["dimension"] == "64"
     assert str(data / "index") in results["settings"].summary
@@ -121,12 +124,26 @@ def test_live_services_are_checked_and_left_open(tmp_path: Path) -> None:
         ingest_files(services, "alice", {"a.png": png(4), "b.png": png(5)})
         before = list_keys(services.store)
         results = {r.name: r for r in run_checks(DoctorContext(services=services))}
-        assert statuses(results) == {"settings": "ok", "model": "warn", "store": "ok", "index": "ok", "disk": "ok"}
+        assert statuses(results) == HEALTHY
         assert results["index"].details["images"] == "2"
         assert results["model"].details["model"] == services.embedder.name
         # still usable: the checks close only what they opened themselves
         assert services.index.count("alice") == 2
         assert list_keys(services.store) == before
+
+
+def test_orphans_are_reported_until_repaired(tmp_path: Path) -> None:
+    with tiny_services(tmp_path / "data") as services:
+        ingest_files(services, "alice", {"a.png": png(seed=1)})
+        services.store.put("images/alice/stray.png", b"left by a killed ingest")
+        orphans = run_checks(DoctorContext(services=services), names=["orphans"])[-1]
+        assert orphans.status == "warn"
+        assert orphans.summary.startswith("1 objects without a point and 0 points with a missing object")
+        assert orphans.summary.endswith("run python -m core repair")
+        assert orphans.details["objects"] == "3" and orphans.details["points"] == "1"
+        repair_orphans(services.store, services.index, scan_orphans(services.store, services.index, tmp_path))
+        orphans = run_checks(DoctorContext(services=services), names=["orphans"])[-1]
+        assert (orphans.status, orphans.summary) == ("ok", "2 objects and 1 points match")
 
 
 def test_index_held_by_another_process_is_a_warning(tmp_path: Path) -> None:
@@ -154,7 +171,7 @@ def test_default_auto_model(tmp_path: Path) -> None:
         assert model.status == "ok"
         assert model.details["text search"] == "True"
     others = {name: r.status for name, r in results.items() if name != "model"}
-    assert others == {"settings": "ok", "store": "ok", "index": "ok", "disk": "ok"}
+    assert others == {"settings": "ok", "store": "ok", "index": "ok", "disk": "ok", "orphans": "ok"}
     # the index opened is the collection of the model actually loaded
     assert collection_name(model.details["model"], int(model.details["dimension"])) in results["index"].summary
 
@@ -164,7 +181,7 @@ def test_default_auto_model(tmp_path: Path) -> None:
 
 def test_qdrant_server_code_path_in_memory(tmp_path: Path) -> None:
     results = check(embedded_env(tmp_path / "data", VAD_QDRANT_URL=":memory:"))
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "ok", "index": "ok", "disk": "ok"}
+    assert statuses(results) == HEALTHY
     assert "Qdrant server :memory:" in results["settings"].summary
     assert "in-memory" in results["index"].summary and results["index"].summary.endswith(": 0 images")
     assert "server version" not in results["index"].details
@@ -180,7 +197,7 @@ def test_wrong_qdrant_url_fails_the_index_naming_the_variable(tmp_path: Path) ->
         embedded_env(tmp_path / "data", VAD_QDRANT_URL=f"http://127.0.0.1:{port}", VAD_QDRANT_API_KEY=api_key)
     )
     assert time.monotonic() - started < 20
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "ok", "index": "fail", "disk": "ok"}
+    assert statuses(results) == {**HEALTHY, "index": "fail", "orphans": "skip"}
     summary = results["index"].summary
     assert summary.startswith(f"VAD_QDRANT_URL=http://127.0.0.1:{port}: ")
     assert "Connection refused" in summary
@@ -260,7 +277,7 @@ def test_placeholder_secrets_fail_settings_and_skip_the_rest(
     tmp_path: Path, variable: str, extra: dict[str, str]
 ) -> None:
     results = check(embedded_env(tmp_path / "data", **extra))
-    assert statuses(results) == {"settings": "fail", "model": "skip", "store": "skip", "index": "skip", "disk": "skip"}
+    assert statuses(results) == {**dict.fromkeys(CHECK_NAMES, "skip"), "settings": "fail"}
     summary = results["settings"].summary
     assert variable in summary and "placeholder" in summary
     assert extra[variable] not in summary  # the value itself is not repeated
@@ -284,7 +301,7 @@ def test_data_dir_under_a_regular_file_fails_clearly(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     data = blocker / "data"
     results = check(embedded_env(data))
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "fail", "index": "fail", "disk": "fail"}
+    assert statuses(results) == {**HEALTHY, "store": "fail", "index": "fail", "disk": "fail", "orphans": "skip"}
     disk = results["disk"].summary
     assert disk.startswith(f"VAD_DATA_DIR={data} is not writable: ")
     assert "Not a directory" in disk
@@ -331,7 +348,7 @@ def test_results_frame_has_one_row_per_check(tmp_path: Path) -> None:
     assert list(frame.columns) == ["check", "title", "status", "summary", "seconds"]
     assert list(frame["check"]) == CHECK_NAMES
     assert list(frame["title"]) == [CHECKS[name].title for name in CHECK_NAMES]
-    assert list(frame["status"]) == ["ok", "warn", "ok", "ok", "ok"]
+    assert list(frame["status"]) == ["ok", "warn", "ok", "ok", "ok", "ok"]
 
 
 # --- S3 (SeaweedFS) -----------------------------------------------------------------------------
@@ -341,7 +358,7 @@ def test_results_frame_has_one_row_per_check(tmp_path: Path) -> None:
 def test_s3_store_passes_and_the_probe_leaves_no_object(s3_server: S3Server, tmp_path: Path) -> None:
     bucket = f"doc-{uuid.uuid4().hex[:12]}"
     results = check(s3_env(s3_server, tmp_path / "data", bucket))
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "ok", "index": "ok", "disk": "ok"}
+    assert statuses(results) == HEALTHY
     assert results["store"].summary == f"S3 http://{s3_server.endpoint}, bucket {bucket}: write, read and delete work"
     assert list_keys(s3_server.store(bucket)) == set()  # the bucket was created, the probe removed
     assert not (tmp_path / "data" / "objects").exists()  # nothing went to local disk
@@ -354,7 +371,7 @@ def test_s3_wrong_credentials_fail_the_store(s3_server: S3Server, tmp_path: Path
     access = "wrong-access-key" if wrong == "access" else s3_server.access_key
     env = s3_env(s3_server, tmp_path / "data", "doc-wrong", VAD_S3_SECRET_KEY=secret, VAD_S3_ACCESS_KEY=access)
     results = check(env)
-    assert statuses(results) == {"settings": "ok", "model": "warn", "store": "fail", "index": "ok", "disk": "ok"}
+    assert statuses(results) == {**HEALTHY, "store": "fail", "orphans": "skip"}
     summary = results["store"].summary
     assert summary.startswith(
         f"VAD_S3_ENDPOINT=http://{s3_server.endpoint}: the server refused the credentials "
@@ -401,7 +418,7 @@ def test_silent_s3_server_times_out_in_seconds(tmp_path: Path, silent_port: int)
 
 # --- the command line ---------------------------------------------------------------------------
 
-LINE = re.compile(r"^(OK|WARN|FAIL|SKIP) +(settings|model|store|index|disk) +\S")
+LINE = re.compile(r"^(OK|WARN|FAIL|SKIP) +(settings|model|store|index|disk|orphans) +\S")
 
 
 def test_cli_doctor_on_embedded_defaults_exits_0(tmp_path: Path) -> None:
@@ -486,5 +503,5 @@ def test_cli_doctor_with_a_placeholder_secret_exits_1(tmp_path: Path) -> None:
                      VAD_QDRANT_API_KEY="change-me-qdrant-api-key")  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL  settings " in result.stdout and "VAD_QDRANT_API_KEY" in result.stdout
-    assert result.stdout.count("SKIP ") == 4
+    assert result.stdout.count("SKIP ") == 5
     assert result.stdout.splitlines()[-1] == "doctor: 1 failed: settings"

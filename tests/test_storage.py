@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import S3Server, list_keys, png
+from helpers import S3Server, free_port, list_keys, png
 
 from core.settings import load_settings
 from core.storage import (
@@ -16,6 +19,7 @@ from core.storage import (
     ObjectStore,
     S3Store,
     StorageError,
+    StoreUnreachable,
     check_user,
     image_key,
     open_store,
@@ -113,7 +117,48 @@ def test_local_store_write_failure_is_a_storage_error(tmp_path: Path) -> None:
         store.put("images/file/child.png", b"x")
 
 
+def test_list_keys_by_prefix(store: ObjectStore) -> None:
+    keys = ["images/alice/1.png", "images/alice/2.jpg", "images/alicia/3.png", "thumbnails/alice/1.webp"]
+    for key in keys:
+        store.put(key, b"x")
+    assert sorted(store.list_keys("images/alice/")) == keys[:2]
+    assert sorted(store.list_keys("images/")) == keys[:3]
+    assert sorted(store.list_keys("")) == sorted(keys)
+    assert list(store.list_keys("images/nobody/")) == []
+
+
+def test_local_store_lists_the_temp_file_of_an_interrupted_write(tmp_path: Path) -> None:
+    """A write killed between the temp file and the rename leaves the temp file: repair must see it."""
+    store = LocalStore(tmp_path / "objects")
+    store.put("images/u/a.png", b"A")
+    (tmp_path / "objects" / "images" / "u" / ".tmp-abc123").write_bytes(b"half")
+    assert sorted(store.list_keys("images/u/")) == ["images/u/.tmp-abc123", "images/u/a.png"]
+
+
 # --- S3 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+def test_s3_dead_server_is_unreachable_in_seconds() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnreachable, match="cannot connect"):
+        S3Store(f"http://127.0.0.1:{free_port()}", "access-key", "secret-key-123", "bucket")
+    assert time.monotonic() - started < 5  # 3 tries, 0.6 s of back-off
+
+
+def test_s3_hung_server_costs_one_read_timeout(silent_port: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnreachable, match="no answer"):
+        S3Store(f"http://127.0.0.1:{silent_port}", "access-key", "secret-key-123", "bucket", timeout=1.5)
+    assert 1.5 <= time.monotonic() - started < 3.0  # a request that timed out is not sent again
 
 
 @pytest.mark.s3
@@ -131,6 +176,7 @@ def test_s3_wrong_secret_key_raises_storage_error(s3_server: S3Server) -> None:
     with pytest.raises(StorageError) as excinfo:
         s3_server.store(secret_key="definitely-wrong-secret")
     message = str(excinfo.value)
+    assert not isinstance(excinfo.value, StoreUnreachable)  # the server answered
     assert s3_server.endpoint in message
     assert "definitely-wrong-secret" not in message
 

@@ -44,6 +44,8 @@ def open_index(settings: Settings, model_name: str, dimension: int, timeout: flo
             replicas=settings.qdrant_replicas,
             timeout=timeout,
         )
+    from core.diskspace import DiskGuard
     from core.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.data_dir / "index", collection, dimension)
+    guard = DiskGuard(settings.data_dir, settings.min_free_bytes)
+    return EdgeIndex(settings.data_dir / "index", collection, dimension, disk_guard=guard)

@@ -121,6 +121,14 @@ class VectorIndex(ABC):
         """Which of ``ids`` the user already has."""
         return {record.id for record in self.retrieve(user, ids)} if ids else set()
 
+    def ids_in_other_collections(self, user: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the user has in this index's other collections (other models).
+
+        Objects are shared by every model's collection, so an object whose point is in another
+        collection is not an orphan and must never be removed.
+        """
+        return set()
+
     @abstractmethod
     def close(self) -> None:
         """Release files and connections."""

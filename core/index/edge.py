@@ -28,6 +28,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from core.diskspace import DiskGuard
 from core.index.base import (
     HNSW_EF_CONSTRUCT,
     HNSW_M,
@@ -51,15 +52,22 @@ def _user_filter(user: str, ids: Sequence[str] | None = None, exclude: Sequence[
 
 
 class EdgeIndex(VectorIndex):
-    """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock."""
+    """A qdrant-edge shard under ``root/collection``. Calls are serialised by a lock.
+
+    The shard's files are memory-mapped, and a write to them on a full disk is a SIGBUS (opening
+    one preallocates about 40 MB): with a ``disk_guard``, opening and every write first check the
+    free space and raise DiskFull instead.
+    """
 
     kind = "embedded"
 
-    def __init__(self, root: Path, collection: str, dimension: int) -> None:
+    def __init__(self, root: Path, collection: str, dimension: int, disk_guard: DiskGuard | None = None) -> None:
         self.collection = collection
         self.dimension = dimension
         self.path = Path(root) / collection
         self._lock = threading.RLock()
+        self._disk = disk_guard or DiskGuard(Path(root), 0)
+        self._disk.check()
         self._dir_lock = DirectoryLock(Path(root), "embedded vector index")
         try:
             self.shard = self._open()
@@ -93,6 +101,7 @@ class EdgeIndex(VectorIndex):
                 raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
             points.append(Point(record.id, {VECTOR_NAME: vector.tolist()}, finite_payload(record.payload)))
         with self._lock:
+            self._disk.check()
             self.shard.update(UpdateOperation.upsert_points(points))
 
     def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
@@ -108,6 +117,7 @@ class EdgeIndex(VectorIndex):
     def delete(self, user: str, ids: Sequence[str]) -> None:
         if ids:
             with self._lock:
+                self._disk.check()
                 self.shard.update(UpdateOperation.delete_points_by_filter(_user_filter(user, ids)))
 
     def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
@@ -115,6 +125,7 @@ class EdgeIndex(VectorIndex):
             raise VectorIndexError("the owner of an image cannot be changed")
         if ids:
             with self._lock:
+                self._disk.check()
                 self.shard.update(
                     UpdateOperation.set_payload_by_filter(_user_filter(user, ids), finite_payload(values))
                 )
@@ -159,6 +170,24 @@ class EdgeIndex(VectorIndex):
         with self._lock:
             response = self.shard.facet(FacetRequest(key="user", limit=100_000, exact=True))
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count}
+
+    def ids_in_other_collections(self, user: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        if not ids:
+            return found
+        request = ScrollRequest(limit=len(ids), filter=_user_filter(user, ids), with_payload=False, with_vector=False)
+        for path in sorted(self.path.parent.iterdir()):
+            if path == self.path or not (path / "edge_config.json").exists():
+                continue
+            with self._lock:  # this process holds the directory's lock: the other shards are ours to read
+                self._disk.check()
+                shard = EdgeShard.load(str(path))
+                try:
+                    records, _ = shard.scroll(request)
+                finally:
+                    shard.close()
+            found.update(str(r.id) for r in records)
+        return found
 
     def describe(self) -> str:
         return f"embedded Qdrant (qdrant-edge) at {self.path}"

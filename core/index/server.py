@@ -126,6 +126,21 @@ class ServerIndex(VectorIndex):
             )
         self._call("upsert", points=points, wait=True)
 
+    def ids_in_other_collections(self, user: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        if not ids:
+            return found
+        try:
+            with self._lock:
+                names = [c.name for c in self.client.get_collections().collections]
+                for name in names:
+                    if name.startswith("images_") and name != self.collection:
+                        records, _ = self.client.scroll(name, scroll_filter=_user_filter(user, ids), limit=len(ids))
+                        found.update(str(r.id) for r in records)
+        except _ERRORS as exc:
+            raise VectorIndexError(f"Qdrant: could not read the other collections: {exc}") from exc
+        return found
+
     def retrieve(self, user: str, ids: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
         if not ids:
             return []

@@ -7,12 +7,13 @@ from core.storage.base import (
     ObjectNotFound,
     ObjectStore,
     StorageError,
+    StoreUnreachable,
     check_user,
     image_key,
     thumbnail_key,
 )
 from core.storage.local import LocalStore
-from core.storage.s3 import S3Store
+from core.storage.s3 import READ_TIMEOUT_S, RETRIES, S3Store
 
 __all__ = [
     "LocalStore",
@@ -20,6 +21,7 @@ __all__ = [
     "ObjectStore",
     "S3Store",
     "StorageError",
+    "StoreUnreachable",
     "check_user",
     "image_key",
     "open_store",
@@ -27,10 +29,10 @@ __all__ = [
 ]
 
 
-def open_store(settings: Settings, timeout: float = 60, retries: int = 3) -> ObjectStore:
+def open_store(settings: Settings, timeout: float = READ_TIMEOUT_S, retries: int = RETRIES) -> ObjectStore:
     """The store the settings name: S3 when ``VAD_S3_ENDPOINT`` is set, else ``DATA_DIR/objects``.
 
-    ``timeout`` and ``retries`` bound each S3 request (``doctor`` uses short ones).
+    ``timeout`` and ``retries`` bound each S3 request (see S3Store; ``doctor`` uses short ones).
     """
     if settings.s3_endpoint:
         assert settings.s3_access_key and settings.s3_secret_key  # checked by Settings

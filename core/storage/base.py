@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from datetime import timedelta
 
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -15,6 +16,10 @@ class StorageError(RuntimeError):
 
 class ObjectNotFound(StorageError, KeyError):
     """No object is stored under the key."""
+
+
+class StoreUnreachable(StorageError):
+    """The store did not answer (refused connection, timeout): the next call will likely fail too."""
 
 
 def check_user(user: str) -> str:
@@ -56,6 +61,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key that starts with ``prefix`` (e.g. ``images/alice/``), in no set order."""
 
     @abstractmethod
     def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:

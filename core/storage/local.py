@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +57,16 @@ class LocalStore(ObjectStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        # Start the walk at the deepest folder the prefix names; temp files of a put are keys too
+        # (a killed writer leaves them), so that repair can find and remove them.
+        top = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
+        for folder, _, files in os.walk(top):
+            for name in files:
+                key = (Path(folder) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
 
     def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return self._path(key).as_uri()
