@@ -24,9 +24,9 @@ from core.index import ImageRecord, VectorIndex, VectorIndexError, collection_na
 from core.index.edge import EdgeIndex
 from core.index.server import ServerIndex
 from core.ingest import Ingestor, IngestResult, StageProgress, delete_images
-from core.prepare import PreparePool
+from core.prepare import PreparePool, default_workers
 from core.services import open_services
-from core.settings import load_settings
+from core.settings import SettingsError, load_settings
 from core.sources import IngestItem, items_from_upload
 from core.storage import LocalStore, ObjectStore, StorageError, image_key, thumbnail_key
 
@@ -526,3 +526,27 @@ def test_services_wire_the_parts_from_settings(tmp_path: Path) -> None:
         assert len(list(tmp_path.joinpath("objects").rglob("*.webp"))) == 2
     finally:
         services.close()
+
+
+def test_services_size_the_pipeline_from_settings(tmp_path: Path) -> None:
+    env = {"VAD_DATA_DIR": str(tmp_path), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"}
+    defaults = open_services(load_settings(env={**env, "VAD_BATCH_SIZE": "", "VAD_INGEST_WORKERS": ""}))
+    try:
+        assert defaults.embedder.precision == "fp32"
+        assert defaults.batch_size == 32  # a CPU's batch
+        assert defaults.prepare_pool.workers == default_workers()
+        assert defaults.ingestor().pool is defaults.prepare_pool
+    finally:
+        defaults.close()
+    tuned = {**env, "VAD_BATCH_SIZE": "8", "VAD_INGEST_WORKERS": "3", "VAD_PRECISION": "BF16"}
+    services = open_services(load_settings(env=tuned))
+    try:
+        assert (services.batch_size, services.ingestor().batch_size) == (8, 8)
+        assert services.prepare_pool.workers == 3
+        assert services.embedder.precision == "bf16"
+    finally:
+        services.close()
+    with pytest.raises(SettingsError, match="VAD_PRECISION"):
+        load_settings(env={"VAD_PRECISION": "fp64"})
+    with pytest.raises(SettingsError, match="VAD_INGEST_WORKERS"):
+        load_settings(env={"VAD_INGEST_WORKERS": "0"})
