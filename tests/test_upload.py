@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from core.hashing import phash_distance, phash_hex
 from core.images import decode
-from core.ingest import IngestResult
+from core.ingest import IngestResult, StageProgress
 from core.services import Services
 from core.upload import NearDuplicate, ingest_uploads, near_duplicates_of_new, phash_matrix
 
@@ -67,11 +67,13 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
         }
     )
     calls: list[tuple[int, int]] = []
+    stages: list[StageProgress] = []
     results = ingest_uploads(
         services,
         ALICE,
         [("photos.zip", archive), ("loose.jpg", jpeg(seed=4)), ("bad.png", b"not an image at all")],
         progress=lambda done, total: calls.append((done, total)),
+        stages=stages.append,
     )
 
     assert [r.path for r in results] == [
@@ -86,6 +88,7 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
     assert "not an image" in found["bad.png"].reason
     assert "not an image" in found["photos.zip/notes.txt"].reason
     assert calls[-1] == (5, 5)
+    assert stages[-1] == StageProgress(total=5, read=5, prepared=5, done=5)
 
     records = {r.id: r.payload for r in services.index.scroll(ALICE)}
     assert set(records) == {r.image_id for r in results if r.status == "stored"}
