@@ -254,15 +254,16 @@ def main() -> None:
                 f"made {args.files} distinct {SIZE[0]}x{SIZE[1]} JPEGs from {len(photos)} photos in {making[0]:.0f} s"
             )
             folder = Path(made)
-        items = list(items_from_paths([folder]))[: args.limit]
+        every = list(items_from_paths([folder]))
+        items = every[: args.limit]
         if args.end_to_end_only:
             workers = default_workers()
             print(json.dumps(end_to_end(items, args.model, device, "auto", args.batch_size, workers)))
             return
-        run(args, items, device, folder)
+        run(args, items, device, folder, len(every))
 
 
-def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: Path) -> None:
+def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: Path, available: int) -> None:
     n = len(items)
     batch = args.batch_size or default_batch_size(device)
     worker_counts = [default_workers() if w == "default" else int(w) for w in args.workers.split(",")]
@@ -306,8 +307,8 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
             )
 
     for count in [int(c) for c in args.rss_files.split(",") if c]:
-        if count > n:
-            print(f"\nmemory: skipped {count} files (only {n}; use --files)")
+        if count > available:
+            print(f"\nmemory: skipped {count} files (only {available}; use --files)")
             continue
         result = rss_run(args, folder, count)
         print(

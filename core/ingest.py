@@ -156,7 +156,8 @@ class Ingestor:
         tally = _Tally(len(items), progress, stages)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
         repeats: list[tuple[int, int]] = []  # (position of a repeat, position of the first copy)
-        pool = self.pool if len(items) > self.batch_size else None  # a pool's start costs more than one batch
+        # Starting the workers costs more than preparing one batch here.
+        pool = self.pool if self.pool is not None and (self.pool.started or len(items) > self.batch_size) else None
 
         def fresh_batches(
             hashed: Iterator[tuple[int, _Candidate | IngestResult]],

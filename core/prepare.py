@@ -114,6 +114,11 @@ class PreparePool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes are up (then even a small ingest is worth sending)."""
+        return self._executor is not None
+
     def submit(
         self, payloads: Sequence[bytes], limits: ImageLimits, transform: ImageTransform | None
     ) -> Future[list[PreparedImage | str]]:
