@@ -247,14 +247,19 @@ class Ingestor:
             return
         chunk = max(1, min(_MAX_CHUNK, self.batch_size // pool.workers))
         in_flight: deque[tuple[int, list[_Candidate], list[Future[list[PreparedImage | str]]]]] = deque()
-        for count, batch in batches:
-            chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
-            futures = [pool.submit([c.data for c in part], self.limits, transform) for part in chunks]
-            in_flight.append((count, batch, futures))
-            if len(in_flight) > _BATCHES_AHEAD:
+        try:
+            for count, batch in batches:
+                chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
+                futures = [pool.submit([c.data for c in part], self.limits, transform) for part in chunks]
+                in_flight.append((count, batch, futures))
+                if len(in_flight) > _BATCHES_AHEAD:
+                    yield self._collect(*in_flight.popleft(), chunk, tally)
+            while in_flight:
                 yield self._collect(*in_flight.popleft(), chunk, tally)
-        while in_flight:
-            yield self._collect(*in_flight.popleft(), chunk, tally)
+        finally:  # an ingest that stops early leaves no work queued in a shared pool
+            for _, _, futures in in_flight:
+                for future in futures:
+                    future.cancel()
 
     def _collect(
         self,

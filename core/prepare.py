@@ -126,10 +126,11 @@ class PreparePool:
 
         A pool whose worker died (out of memory, a crash in a native decoder) fails the futures it
         had; the next submit replaces it."""
+        executor = self._running()
         try:
-            return self._running().submit(prepare_chunk, list(payloads), limits, transform)
+            return executor.submit(prepare_chunk, list(payloads), limits, transform)
         except BrokenProcessPool:
-            self._replace_broken()
+            self._drop(executor)
             return self._running().submit(prepare_chunk, list(payloads), limits, transform)
 
     def close(self) -> None:
@@ -144,11 +145,12 @@ class PreparePool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _replace_broken(self) -> None:
+    def _drop(self, broken: ProcessPoolExecutor) -> None:
+        """Forget a broken executor, unless another thread already replaced it."""
         with self._lock:
-            broken, self._executor = self._executor, None
-        if broken is not None:
-            broken.shutdown(wait=False, cancel_futures=True)
+            if self._executor is broken:
+                self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
 
     def _running(self) -> ProcessPoolExecutor:
         with self._lock:
