@@ -277,6 +277,7 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
         payloads = [item.read() for item in sample]
         for data in payloads:
             sha256_hex(data)
+    prepare_image(payloads[0], limits, embedder.image_transform())  # first call: lazy imports (scipy)
     with timer() as preparing:
         prepared = [prepare_image(data, limits, embedder.image_transform()) for data in payloads]
     rates = {"read + sha256 (1 thread)": len(sample) / reading[0], "prepare (1 process)": len(sample) / preparing[0]}
