@@ -1,69 +1,321 @@
-"""Ingest throughput: decode+hash, embedding, and end to end, with peak RSS.
+"""Ingest throughput per stage and end to end, the limiting stage, and peak memory.
 
-    python -m bench.ingest ../shared/datasets/imagenet-sample/images [--model ViT-B-32:random] [--limit N]
+    python -m bench.ingest ../shared/datasets/imagenet-sample/images
+    python -m bench.ingest PHOTOS --files 3000 --device cuda --precisions fp32,fp16   # GPU machine
 
-Random weights are fine for timing (same compute as the real model).
+PATH is a folder of photos. With ``--files N`` the bench first makes N distinct 500x375 JPEGs
+from them (random crop, flip and tint of the photos, in a temporary folder), so a few carried
+photos are enough on a machine without network. Random weights are fine for timing (same
+compute as the real model). Stages are timed alone on a sample, then the whole pipeline runs
+for ``--workers`` (1 and the default: one per core) and each precision. ``--rss-files`` runs
+end to end in fresh processes for several input sizes and reports the peak memory (PSS) of
+the process and its workers, to show that memory stays flat however many files there are.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pickle
+import random
+import subprocess
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import peak_rss_mb, timer
-from core.embed import load_embedder
-from core.hashing import phash_hex, sha256_hex
-from core.images import decode, thumbnail_bytes
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+from bench.common import timer
+from core.embed import Embedder, default_batch_size, load_embedder, resolve_device
+from core.hashing import sha256_hex
+from core.images import ImageLimits
+from core.index import ImageRecord
+from core.prepare import PreparedImage, PreparePool, default_workers, prepare_image
 from core.services import open_services
 from core.settings import load_settings
-from core.sources import items_from_paths
+from core.sources import IngestItem, items_from_paths
+
+SIZE = (500, 375)
+
+
+def make_jpegs(photos: list[Path], count: int, folder: Path, seed: int = 0) -> None:
+    """``count`` distinct 500x375 JPEGs: a random crop of a photo, maybe mirrored, slightly tinted."""
+    rng = random.Random(seed)
+    sources = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in photos]
+    for number in range(count):
+        image = sources[number % len(sources)]
+        width, height = image.size
+        scale = rng.uniform(0.6, 1.0)
+        crop_w, crop_h = max(8, int(width * scale)), max(8, int(height * scale))
+        left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
+        copy = image.crop((left, top, left + crop_w, top + crop_h)).resize(SIZE, Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            copy = ImageOps.mirror(copy)
+        copy = ImageEnhance.Brightness(copy).enhance(rng.uniform(0.8, 1.2))
+        copy.save(folder / f"img{number:06d}.jpg", quality=90)
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size (shared pages split between the processes that map them)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants (the worker pool and its fork server)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+@contextmanager
+def peak_memory() -> Iterator[list[float]]:
+    """``with peak_memory() as peak: ...`` then ``peak[0]`` is the largest PSS (MB) of this
+    process and its descendants together, sampled every 0.2 s."""
+    box, stop = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            box[0] = max(box[0], sum(_pss_kb(pid) for pid in _tree(os.getpid())) / 1024)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        stop.set()
+        thread.join()
+
+
+def end_to_end(items: list[IngestItem], model: str, device: str, precision: str, batch: int, workers: int) -> dict:
+    """One ingest of ``items`` into an empty temporary store and index, as the CLI runs it."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(
+            data_dir=data_dir, model=model, device=device, precision=precision, batch_size=batch, ingest_workers=workers
+        )
+        services = open_services(settings)
+        try:
+            warm_up(services.prepare_pool, services.embedder, services.limits)
+            with peak_memory() as peak, timer() as elapsed:
+                results = services.ingestor().ingest(items, "bench")
+            with timer() as again:
+                present = services.ingestor().ingest(items, "bench")
+        finally:
+            services.close()
+    return {
+        "images_s": len(items) / elapsed[0],
+        "stored": sum(r.status == "stored" for r in results),
+        "rejected": sum(r.status == "rejected" for r in results),
+        "reingest_files_s": len(items) / again[0],
+        "present": sum(r.status == "present" for r in present),
+        "peak_pss_mb": peak[0],
+    }
+
+
+def warm_up(pool: PreparePool, embedder: Embedder, limits: ImageLimits) -> None:
+    """Start every worker and the model's first pass before timing (a CLI run pays this once)."""
+    probe = Image.new("RGB", SIZE, (120, 80, 40))
+    data = _jpeg_bytes(probe)
+    for future in [pool.submit([data], limits, embedder.image_transform()) for _ in range(pool.workers)]:
+        future.result()
+    embedder.embed_images([probe])
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def prepare_in_pool(payloads: list[bytes], embedder: Embedder, limits: ImageLimits, workers: int, batch: int) -> float:
+    """Images/s of the worker stage alone, fed as ingest feeds it."""
+    transform = embedder.image_transform()
+    chunk = max(1, min(8, batch // workers))
+    with PreparePool(workers) as pool:
+        warm_up(pool, embedder, limits)
+        with timer() as elapsed:
+            futures = []
+            for start in range(0, len(payloads), chunk):
+                futures.append(pool.submit(payloads[start : start + chunk], limits, transform))
+                if len(futures) >= 4 * workers:
+                    futures.pop(0).result()
+            for future in futures:
+                future.result()
+    return len(payloads) / elapsed[0]
+
+
+def main_process_costs(payloads: list[bytes], prepared: list[PreparedImage], embedder: Embedder, batch: int) -> dict:
+    """Seconds per image of the work the main process does besides the forward pass."""
+    from core.index.edge import EdgeIndex
+    from core.storage import LocalStore
+
+    n = len(prepared)
+    with timer() as hand_over:  # what a worker's result costs the main process (pickle both ways)
+        for item in prepared:
+            pickle.loads(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        for data in payloads:
+            pickle.loads(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    with tempfile.TemporaryDirectory() as folder:
+        store = LocalStore(Path(folder) / "objects")
+        index = EdgeIndex(Path(folder) / "index", "bench", embedder.dimension)
+        try:
+            with timer() as storing:
+                for number, (item, data) in enumerate(zip(prepared, payloads, strict=True)):
+                    store.put(f"images/bench/{number}.jpg", data, "image/jpeg")
+                    store.put(f"thumbnails/bench/{number}.webp", item.thumbnail, "image/webp")
+            vectors = np.random.default_rng(0).normal(size=(n, embedder.dimension)).astype(np.float32)
+            records = [
+                ImageRecord(f"{number:032x}", {"user": "bench", "n": number}, vectors[number]) for number in range(n)
+            ]
+            with timer() as upserting:
+                for start in range(0, n, batch):
+                    index.existing_ids("bench", [r.id for r in records[start : start + batch]])
+                    index.upsert(records[start : start + batch])
+        finally:
+            index.close()
+    with timer() as stacking:
+        for start in range(0, n, batch):
+            np.stack([p.pixels for p in prepared[start : start + batch]])
+    return {
+        "hand_over": hand_over[0] / n,
+        "store": storing[0] / n,
+        "index": upserting[0] / n,
+        "stack": stacking[0] / n,
+    }
+
+
+def model_alone(embedder: Embedder, prepared: list[PreparedImage], batch: int, images: int) -> float:
+    """Images/s of ``embed_pixels`` on ready inputs (host-to-device copy and normalisation included)."""
+    pixels = np.stack([p.pixels for p in prepared])
+    batches = [pixels[np.arange(start, start + batch) % len(pixels)] for start in range(0, images, batch)]
+    embedder.embed_pixels(batches[0])  # first pass: allocations, kernel choices
+    with timer() as elapsed:
+        for chunk in batches:
+            embedder.embed_pixels(chunk)
+    return len(batches) * batch / elapsed[0]
+
+
+def rss_run(args: argparse.Namespace, files: Path, count: int) -> dict:
+    """End to end in a fresh process, so that its peak memory is its own."""
+    command = [sys.executable, "-m", "bench.ingest", str(files), "--limit", str(count), "--model", args.rss_model]
+    command += ["--device", args.device, "--end-to-end-only"]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path)
+    parser.add_argument("path", type=Path, help="a folder of photos")
     parser.add_argument("--model", default="ViT-B-32:random")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precisions", default="auto", help="comma-separated: auto, fp32, fp16, bf16")
+    parser.add_argument("--workers", default="1,default", help="comma-separated worker counts; default = one per core")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on a CPU, 256 on a GPU")
+    parser.add_argument("--files", type=int, default=None, help="make this many distinct 500x375 JPEGs first")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N files")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sample", type=int, default=256, help="files for the single-stage timings")
+    parser.add_argument("--model-images", type=int, default=None, help="images for the model-alone timing")
+    parser.add_argument("--rss-files", default="", help="e.g. 1000,5000: end to end in fresh processes")
+    parser.add_argument("--rss-model", default="tiny:random", help="model for the --rss-files runs")
+    parser.add_argument("--end-to-end-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    items = list(items_from_paths([args.path]))[: args.limit]
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as made:
+        folder = args.path
+        if args.files:
+            photos = sorted(p for p in args.path.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            with timer() as making:
+                make_jpegs(photos, args.files, Path(made))
+            print(
+                f"made {args.files} distinct {SIZE[0]}x{SIZE[1]} JPEGs from {len(photos)} photos in {making[0]:.0f} s"
+            )
+            folder = Path(made)
+        every = list(items_from_paths([folder]))
+        items = every[: args.limit]
+        if args.end_to_end_only:
+            workers = default_workers()
+            print(json.dumps(end_to_end(items, args.model, device, "auto", args.batch_size, workers)))
+            return
+        run(args, items, device, folder, len(every))
+
+
+def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: Path, available: int) -> None:
     n = len(items)
-    print(f"{n} files from {args.path}, model {args.model}")
+    batch = args.batch_size or default_batch_size(device)
+    worker_counts = [default_workers() if w == "default" else int(w) for w in args.workers.split(",")]
+    precisions = args.precisions.split(",")
+    print(f"{n} files from {folder}, model {args.model} on {device}, batch {batch}, {default_workers()} cores")
 
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(data_dir=data_dir, model=args.model, device="cpu", batch_size=args.batch_size)
-        services = open_services(settings)
-        with timer() as t_total:
-            results = services.ingestor().ingest(items, "bench")
-        stored = sum(r.status == "stored" for r in results)
-        with timer() as t_again:
-            again = services.ingestor().ingest(items, "bench")
-        services.close()
-    present = sum(r.status == "present" for r in again)
-    print(f"end to end (store+embed+index): {n / t_total[0]:.1f} images/s ({stored} stored in {t_total[0]:.1f} s)")
-    print(f"re-ingest of the same files: {n / t_again[0]:.1f} files/s ({present} reported present)")
-    print(f"peak RSS after end to end: {peak_rss_mb():.0f} MB (model, index, pipeline)")
-
-    with timer() as t_decode:
-        decoded = []
-        for item in items:
-            data = item.read()
+    embedder = load_embedder(args.model, None, device, precisions[0])
+    limits = ImageLimits()
+    sample = items[: args.sample]
+    with timer() as reading:
+        payloads = [item.read() for item in sample]
+        for data in payloads:
             sha256_hex(data)
-            image = decode(data)
-            phash_hex(image.image)
-            thumbnail_bytes(image)
-            decoded.append(image.image)
-    print(f"decode+hash+thumbnail: {n / t_decode[0]:.1f} images/s (1 thread)")
+    prepare_image(payloads[0], limits, embedder.image_transform())  # first call: lazy imports (scipy)
+    with timer() as preparing:
+        prepared = [prepare_image(data, limits, embedder.image_transform()) for data in payloads]
+    rates = {"read + sha256 (1 thread)": len(sample) / reading[0], "prepare (1 process)": len(sample) / preparing[0]}
+    for workers in worker_counts:
+        rates[f"prepare ({workers} worker processes)"] = prepare_in_pool(payloads, embedder, limits, workers, batch)
+    costs = main_process_costs(payloads, prepared, embedder, batch)
+    print("\nper stage, alone:")
+    for name, rate in rates.items():
+        print(f"  {name:<40} {rate:8.1f} images/s ({1000 / rate:.2f} ms per image per core)")
+    for name, seconds in costs.items():
+        print(f"  main process: {name:<26} {seconds * 1000:8.3f} ms per image")
 
-    embedder = load_embedder(args.model, None, "cpu")  # cached: the one the pipeline used
-    with timer() as t_embed:
-        for start in range(0, n, args.batch_size):
-            embedder.embed_images(decoded[start : start + args.batch_size])
-    print(f"embedding ({embedder.name}): {n / t_embed[0]:.1f} images/s")
-    del decoded
-    print(f"peak RSS after the stage timings: {peak_rss_mb():.0f} MB (holds all decoded images)")
+    model_images = args.model_images or max(batch * 4, 256 if device == "cpu" else 4096)
+    for precision in precisions:
+        embedder = load_embedder(args.model, None, device, precision)
+        model_rate = model_alone(embedder, prepared, batch, model_images)
+        print(f"\nmodel alone, {embedder.describe()}: {model_rate:.1f} images/s ({model_images} images)")
+        for workers in worker_counts:
+            result = end_to_end(items, args.model, device, precision, batch, workers)
+            prepare_rate = rates[f"prepare ({workers} worker processes)"]
+            stages = {"model": model_rate, "prepare": prepare_rate, "read + sha256": rates["read + sha256 (1 thread)"]}
+            limiting = min(stages, key=stages.__getitem__)
+            print(
+                f"  end to end, {workers} workers: {result['images_s']:.1f} images/s "
+                f"({result['images_s'] / model_rate:.0%} of the model alone; limiting stage alone: {limiting} "
+                f"{stages[limiting]:.1f}/s), {result['stored']} stored, {result['rejected']} rejected; "
+                f"re-ingest {result['reingest_files_s']:.0f} files/s; peak PSS {result['peak_pss_mb']:.0f} MB"
+            )
+
+    for count in [int(c) for c in args.rss_files.split(",") if c]:
+        if count > available:
+            print(f"\nmemory: skipped {count} files (only {available}; use --files)")
+            continue
+        result = rss_run(args, folder, count)
+        print(
+            f"\nmemory, {count} files end to end ({args.rss_model}, {default_workers()} workers, fresh process): "
+            f"peak PSS {result['peak_pss_mb']:.0f} MB, {result['images_s']:.1f} images/s"
+        )
 
 
 if __name__ == "__main__":

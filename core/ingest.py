@@ -12,23 +12,28 @@ up), the ingest stops: the files not yet attempted are rejected with "not attemp
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from time import perf_counter, sleep
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from core import metrics
 from core.diskspace import DiskFull, DiskGuard
 from core.embed import Embedder
-from core.hashing import phash_hex, pixel_sha256, sha256_hex
-from core.images import DecodedImage, ImageLimits, ImageRejected, check_size, decode, thumbnail_bytes
+from core.hashing import sha256_hex
+from core.images import ImageLimits, ImageRejected, check_size
 from core.index import ImageRecord, VectorIndex, image_id
 from core.journal import Intent, IntentJournal, recover, remove_keys
-from core.quality import image_stats
+from core.prepare import PreparedImage, PreparePool, prepare_or_reason
 from core.sources import IngestItem
 from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
 from core.storage.breaker import Breaker
@@ -39,6 +44,16 @@ Status = Literal["stored", "present", "rejected"]
 ProgressCallback = Callable[[int, int], None]
 #: Seconds between the tries of removing a failed file's objects.
 CLEANUP_BACKOFF_S = (0.2, 1.0)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Threads that read and sha256 files ahead of the main loop (file I/O and hashlib release the GIL).
+_READ_THREADS = 4
+#: Batches handed to the worker processes ahead of the one being embedded: enough to keep the
+#: workers busy while the model runs, few enough to keep memory flat.
+_BATCHES_AHEAD = 2
+#: Files per worker task, at most: fewer round trips, yet every worker gets a share of a batch.
+_MAX_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,20 @@ class IngestStopped:
         return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
+@dataclass(frozen=True)
+class StageProgress:
+    """How far each stage of a running ingest has got, out of ``total`` files."""
+
+    total: int
+    read: int  # read and sha256-hashed
+    prepared: int  # decoded, hashed, thumbnailed and made a model input (or settled before that)
+    done: int  # with a final result
+
+
+StageCallback = Callable[[StageProgress], None]
+ResultCallback = Callable[["IngestResult"], None]
+
+
 @dataclass
 class _Candidate:
     """A file that passed the cheap checks (size, sha256) and is new for this user."""
@@ -75,16 +104,58 @@ class _Candidate:
     data: bytes
     sha256: str
     image_id: str
-    decoded: DecodedImage | None = None
+    decoded: PreparedImage | None = None
     phash: str = ""
     pixel_sha256: str = ""
     quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes = b""
     keys: list[str] = field(default_factory=list)
 
+    def take(self, prepared: PreparedImage) -> None:
+        self.decoded = prepared
+        self.phash = prepared.phash
+        self.pixel_sha256 = prepared.pixel_sha256
+        self.quality = prepared.quality
+        self.thumbnail = prepared.thumbnail
+
+
+class _Tally:
+    """Each file's result by position, and how far each stage got."""
+
+    def __init__(
+        self,
+        total: int,
+        progress: ProgressCallback | None,
+        stages: StageCallback | None,
+        on_result: ResultCallback | None,
+    ) -> None:
+        self.results: list[IngestResult | None] = [None] * total
+        self.read = self.prepared = self.done = 0
+        self._progress = progress
+        self._stages = stages
+        self._on_result = on_result
+
+    def record(self, position: int, result: IngestResult) -> None:
+        self.results[position] = result
+        self.done += 1
+        if self._on_result:
+            self._on_result(result)
+
+    def notify(self) -> None:
+        total = len(self.results)
+        if self._progress:
+            self._progress(self.done, total)
+        if self._stages:
+            self._stages(StageProgress(total, self.read, self.prepared, self.done))
+
 
 class Ingestor:
-    """Runs the ingest pipeline against one store, index and embedder."""
+    """Runs the ingest pipeline against one store, index and embedder.
+
+    Stages overlap: threads read and hash files ahead; worker processes (``pool``) decode and
+    prepare the next batches while this thread embeds one batch and writes it to the store and
+    the index. Without a pool, or for fewer files than a batch, the CPU work runs here.
+    """
 
     def __init__(
         self,
@@ -93,7 +164,7 @@ class Ingestor:
         embedder: Embedder,
         limits: ImageLimits = ImageLimits(),
         batch_size: int = 32,
-        workers: int | None = None,
+        pool: PreparePool | None = None,
         journal_dir: Path | None = None,
         disk_guard: DiskGuard | None = None,
     ) -> None:
@@ -104,75 +175,69 @@ class Ingestor:
         self.embedder = embedder
         self.limits = limits
         self.batch_size = batch_size
+        self.pool = pool
         self.journal_dir = journal_dir
         self.disk_guard = disk_guard
         #: Why the last ``ingest`` stopped early, if it did.
         self.stopped: IngestStopped | None = None
         self._journal: IntentJournal | None = None
         self._breaker = Breaker()
-        # Decoding overlaps with embedding; leave the model half the cores (1 of 2 here).
-        self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
 
     def ingest(
         self,
         items: Sequence[IngestItem],
         user: str,
         progress: ProgressCallback | None = None,
-        on_result: Callable[[IngestResult], None] | None = None,
+        stages: StageCallback | None = None,
+        on_result: ResultCallback | None = None,
     ) -> list[IngestResult]:
-        """Ingest ``items`` for ``user``; results come back in the order of ``items``, and each one
-        is also handed to ``on_result`` as soon as it is known."""
+        """Ingest ``items`` for ``user``; results come back in the order of ``items``.
+
+        ``progress(done, total)`` and ``stages(StageProgress)`` are called after every batch, and
+        each result is handed to ``on_result`` as soon as it is known."""
         check_user(user)
         self._settle_journals()
         self.stopped = None
         self._breaker = Breaker()
         self._journal = IntentJournal(self.journal_dir) if self.journal_dir else None
         started = perf_counter()
-        results: list[IngestResult | None] = [None] * len(items)
+        tally = _Tally(len(items), progress, stages, on_result)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
         repeats: list[tuple[int, int]] = []  # (position of a repeat, position of the first copy)
-        done = 0
+        # Starting the workers costs more than preparing one batch here.
+        pool = self.pool if self.pool is not None and (self.pool.started or len(items) > self.batch_size) else None
 
-        def record(position: int, result: IngestResult) -> None:
-            nonlocal done
-            results[position] = result
-            done += 1
-            if on_result:
-                on_result(result)
+        def fresh_batches(
+            hashed: Iterator[tuple[int, _Candidate | IngestResult]],
+        ) -> Iterator[tuple[int, list[_Candidate]]]:
+            for batch in _chunks(hashed, self.batch_size):
+                tally.read += len(batch)
+                yield len(batch), self._new_candidates(user, batch, seen, repeats, tally.record)
 
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ingest") as pool:
-            pending: list[tuple[_Candidate, Future[_Candidate]]] = []
-            for start in range(0, len(items), self.batch_size):
-                batch = list(enumerate(items[start : start + self.batch_size], start))
-                hashed = list(pool.map(self._read_and_hash, batch))
-                fresh = self._new_candidates(user, hashed, seen, repeats, record)
-                # Decode this batch in the pool while the previous one is embedded and stored.
-                decoding = [(c, pool.submit(self._decode, c)) for c in fresh]
-                if pending:
-                    self._finish(user, pending, record)
-                pending = decoding
-                if progress:
-                    progress(done, len(items))
-                if self.stopped:
-                    break
-            if pending and not self.stopped:
-                self._finish(user, pending, record)
+        with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="ingest-read") as readers:
+            hashed = _ordered_map(readers, self._read_and_hash, enumerate(items), ahead=2 * self.batch_size)
+            with closing(self._prepared(fresh_batches(hashed), pool, tally)) as prepared:
+                for ready in prepared:
+                    if ready:
+                        self._finish(user, ready, tally.record)
+                    tally.notify()
+                    if self.stopped:
+                        break  # closing the generator cancels the work queued in the pool
         if self._journal:
             self._journal.close()
         if self.stopped:
-            self._not_attempted(items, results, {position for position, _ in repeats}, record)
+            self._not_attempted(items, tally.results, {position for position, _ in repeats}, tally.record)
         for position, first in repeats:  # a repeat shares the fate of its first copy
-            outcome = results[first]
+            outcome = tally.results[first]
             assert outcome is not None
             if outcome.status == "rejected":
                 repeat = IngestResult(items[position].path, "rejected", outcome.reason)
             else:
                 reason = f"same content as {items[first].path}"
                 repeat = IngestResult(items[position].path, "present", reason, outcome.image_id)
-            record(position, repeat)
-        if progress:
-            progress(done, len(items))
-        finished = [r for r in results if r is not None]
+            tally.record(position, repeat)
+        tally.notify()
+        finished = [r for r in tally.results if r is not None]
         for result in finished:
             metrics.IMAGES_INGESTED.labels(outcome=result.status).inc()
         metrics.INGEST_DURATION.observe(perf_counter() - started)
@@ -253,36 +318,78 @@ class Ingestor:
                 fresh.append(c)
         return fresh
 
-    def _decode(self, candidate: _Candidate) -> _Candidate:
-        with metrics.timed(metrics.IMAGE_PROCESSING, stage="decode"):
-            decoded = decode(candidate.data, self.limits)
-            candidate.decoded = decoded
-            candidate.phash = phash_hex(decoded.image)
-            candidate.pixel_sha256 = pixel_sha256(decoded.image)
-            candidate.quality = image_stats(decoded.image)
-            candidate.thumbnail = thumbnail_bytes(decoded)
-        return candidate
-
-    def _finish(
-        self,
-        user: str,
-        pending: list[tuple[_Candidate, Future[_Candidate]]],
-        record: Callable[[int, IngestResult], None],
-    ) -> None:
-        ready: list[_Candidate] = []
-        for candidate, future in pending:
-            try:
-                ready.append(future.result())
-            except ImageRejected as exc:
-                record(candidate.position, IngestResult(candidate.item.path, "rejected", str(exc)))
-            except Exception as exc:
-                log.exception("decoding %s failed", candidate.item.path)
-                record(candidate.position, IngestResult(candidate.item.path, "rejected", f"could not decode: {exc}"))
-        if not ready:
+    def _prepared(
+        self, batches: Iterable[tuple[int, list[_Candidate]]], pool: PreparePool | None, tally: _Tally
+    ) -> Iterator[list[_Candidate]]:
+        """Each batch's candidates with their prepared images, in order; failures are recorded.
+        With a pool, up to ``_BATCHES_AHEAD`` batches are prepared while one is consumed."""
+        transform = self.embedder.image_transform()
+        if pool is None:
+            for count, batch in batches:
+                outcomes = [prepare_or_reason(c.data, self.limits, transform) for c in batch]
+                yield self._take(batch, outcomes, count, tally)
             return
+        chunk = max(1, min(_MAX_CHUNK, self.batch_size // pool.workers))
+        in_flight: deque[tuple[int, list[_Candidate], list[Future[list[PreparedImage | str]]]]] = deque()
+        try:
+            for count, batch in batches:
+                chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
+                futures = [pool.submit([c.data for c in part], self.limits, transform) for part in chunks]
+                in_flight.append((count, batch, futures))
+                if len(in_flight) > _BATCHES_AHEAD:
+                    yield self._collect(*in_flight.popleft(), chunk, tally)
+            while in_flight:
+                yield self._collect(*in_flight.popleft(), chunk, tally)
+        finally:  # an ingest that stops early leaves no work queued in a shared pool
+            for _, _, futures in in_flight:
+                for future in futures:
+                    future.cancel()
+
+    def _collect(
+        self,
+        count: int,
+        batch: list[_Candidate],
+        futures: list[Future[list[PreparedImage | str]]],
+        chunk: int,
+        tally: _Tally,
+    ) -> list[_Candidate]:
+        outcomes: list[PreparedImage | str] = []
+        for number, future in enumerate(futures):
+            try:
+                outcomes.extend(future.result())
+            except BrokenProcessPool as exc:
+                size = len(batch[number * chunk : (number + 1) * chunk])
+                outcomes.extend([f"could not decode: a worker process stopped ({exc})"] * size)
+        return self._take(batch, outcomes, count, tally)
+
+    def _take(
+        self, batch: list[_Candidate], outcomes: list[PreparedImage | str], count: int, tally: _Tally
+    ) -> list[_Candidate]:
+        """Candidates that were prepared; the others are recorded as rejected with their reason."""
+        ready = []
+        for candidate, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, str):
+                if outcome.startswith("could not decode"):
+                    log.warning("decoding %s failed: %s", candidate.item.path, outcome)
+                tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", outcome))
+                continue
+            metrics.IMAGE_PROCESSING.labels(stage="decode").observe(outcome.seconds)
+            candidate.take(outcome)
+            ready.append(candidate)
+        tally.prepared += count
+        return ready
+
+    def _embed(self, ready: list[_Candidate]) -> np.ndarray:
+        prepared = [c.decoded for c in ready if c.decoded is not None]
+        if prepared[0].pixels is not None:
+            return self.embedder.embed_pixels(np.stack([p.pixels for p in prepared]))
+        return self.embedder.embed_images([p.image for p in prepared])
+
+    def _finish(self, user: str, ready: list[_Candidate], record: Callable[[int, IngestResult], None]) -> None:
+        """Embed a batch of prepared candidates, store their objects and upsert their points."""
         try:
             started = perf_counter()
-            vectors = self.embedder.embed_images([c.decoded.image for c in ready if c.decoded])
+            vectors = self._embed(ready)
             per_image = (perf_counter() - started) / len(ready)
             for _ in ready:
                 metrics.IMAGE_PROCESSING.labels(stage="embed").observe(per_image)
@@ -475,3 +582,20 @@ def delete_images(store: ObjectStore, index: VectorIndex, user: str, ids: Sequen
         except StorageError as exc:
             log.warning("image %s deleted, but not all its objects (%s): left for repair", r.id, exc)
     return len(records)
+
+
+def _chunks(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _ordered_map(executor: ThreadPoolExecutor, fn: Callable[[T], R], iterable: Iterable[T], ahead: int) -> Iterator[R]:
+    """``executor.map`` with at most ``ahead`` calls running or done but not yet consumed."""
+    pending: deque[Future[R]] = deque()
+    for value in iterable:
+        pending.append(executor.submit(fn, value))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.diskspace import DiskGuard
-from core.embed import Embedder, load_embedder
+from core.embed import Embedder, default_batch_size, load_embedder
 from core.images import ImageLimits
 from core.index import VectorIndex, open_index
 from core.ingest import Ingestor
+from core.prepare import PreparePool
 from core.settings import Settings, SettingsError, check_data_dir, check_device, load_settings, mask_url_credentials
 from core.storage import ObjectStore, StorageError, open_store
 
@@ -26,10 +27,16 @@ class Services:
     embedder: Embedder
     store: ObjectStore
     index: VectorIndex
+    #: Ingest's worker processes: they start on the first large ingest and live until close().
+    prepare_pool: PreparePool = field(default_factory=PreparePool)
 
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes)
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size or default_batch_size(self.embedder.device)
 
     @property
     def journal_dir(self) -> Path:
@@ -48,12 +55,14 @@ class Services:
             self.index,
             self.embedder,
             self.limits,
-            batch_size=self.settings.batch_size,
+            batch_size=self.batch_size,
+            pool=self.prepare_pool,
             journal_dir=self.journal_dir,
             disk_guard=self.disk_guard(),
         )
 
     def close(self) -> None:
+        self.prepare_pool.close()
         self.index.close()
 
 
@@ -105,7 +114,8 @@ def open_services(settings: Settings | None = None) -> Services:
     check_data_dir(settings.data_dir)
     check_device(settings.device)
     check_backends(settings)
-    embedder = load_embedder(settings.model, settings.model_weights, settings.device)
+    embedder = load_embedder(settings.model, settings.model_weights, settings.device, settings.precision)
     store = open_store(settings)
     index = open_index(settings, embedder.name, embedder.dimension)
-    return Services(settings=settings, embedder=embedder, store=store, index=index)
+    pool = PreparePool(settings.ingest_workers)
+    return Services(settings=settings, embedder=embedder, store=store, index=index, prepare_pool=pool)

@@ -68,10 +68,15 @@ class Settings(BaseModel):
     model: str = "auto"
     model_weights: Path | None = None
     device: str = "auto"
+    #: Forward-pass arithmetic: auto is fp16 autocast on CUDA and fp32 on a CPU.
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
 
     max_pixels: int = Field(100_000_000, gt=0)
     max_file_mb: float = Field(64.0, gt=0)
-    batch_size: int = Field(32, gt=0, le=1024)
+    #: Images per forward pass; unset: 32 on a CPU, 256 on a GPU.
+    batch_size: int | None = Field(None, gt=0, le=4096)
+    #: Ingest worker processes (decode, hashes, thumbnail, model input); unset: one per core.
+    ingest_workers: int | None = Field(None, ge=1, le=512)
     phash_threshold: int = Field(8, ge=0, le=64)
     min_free_mb: float = Field(256.0, ge=0)
 
@@ -99,6 +104,8 @@ class Settings(BaseModel):
         "admin_password",
         "cookie_key",
         "metrics_port",
+        "batch_size",
+        "ingest_workers",
         mode="before",
     )
     @classmethod
@@ -157,6 +164,11 @@ class Settings(BaseModel):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _lower_precision(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod

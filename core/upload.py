@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.ingest import IngestResult, ProgressCallback
+from core.ingest import IngestResult, ProgressCallback, StageCallback
 from core.services import Services
 from core.sources import IngestItem, items_from_upload
 
@@ -24,10 +24,15 @@ class NearDuplicate:
 
 
 def ingest_uploads(
-    services: Services, user: str, files: Iterable[tuple[str, bytes]], progress: ProgressCallback | None = None
+    services: Services,
+    user: str,
+    files: Iterable[tuple[str, bytes]],
+    progress: ProgressCallback | None = None,
+    stages: StageCallback | None = None,
 ) -> list[IngestResult]:
+    """Ingest uploaded files through the services' pipeline (the same worker processes as the CLI)."""
     items: list[IngestItem] = [item for name, data in files for item in items_from_upload(name, data)]
-    return services.ingestor().ingest(items, user, progress=progress)
+    return services.ingestor().ingest(items, user, progress=progress, stages=stages)
 
 
 def phash_matrix(hashes: Sequence[str]) -> np.ndarray:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import ui
 from core.images import ACCEPTED_FORMATS
+from core.ingest import StageProgress
 from core.names import display_name
 from core.upload import ingest_uploads, near_duplicates_of_new
 
@@ -32,11 +33,15 @@ if submitted:
     else:
         bar = st.progress(0.0, text=f"Reading {len(files)} file(s)…")
 
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / max(total, 1), text=f"Processed {done:,} of {total:,} images")
+        def progress(stage: StageProgress) -> None:
+            bar.progress(
+                stage.done / max(stage.total, 1),
+                text=f"Of {stage.total:,} images: {stage.read:,} read, {stage.prepared:,} decoded and "
+                f"thumbnailed, {stage.done:,} finished",
+            )
 
         with ui.track("upload", page="upload", files=len(files)) as event:
-            results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], progress=progress)
+            results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], stages=progress)
             bar.empty()
             new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
             with st.spinner("Looking for near-duplicates of your earlier images…"):

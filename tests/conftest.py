@@ -22,6 +22,7 @@ from helpers import WEED, S3Server, running_weed  # noqa: E402
 from core.embed import Embedder, load_embedder  # noqa: E402
 from core.index.edge import EdgeIndex  # noqa: E402
 from core.index.server import ServerIndex  # noqa: E402
+from core.prepare import PreparePool  # noqa: E402
 from core.storage import LocalStore, S3Store  # noqa: E402
 
 TINY = "tiny:random"
@@ -79,3 +80,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> LocalStore | S3Stor
         return LocalStore(tmp_path / "objects")
     server: S3Server = request.getfixturevalue("s3_server")
     return server.store()
+
+
+# --- ingest worker processes --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prepare_pool() -> Iterator[PreparePool]:
+    """Two real worker processes, started once for the session (a start costs a few seconds)."""
+    with PreparePool(workers=2) as pool:
+        yield pool

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +11,11 @@ import pytest
 import torch
 from helpers import pattern, solid
 
-from core.embed import Embedder, ModelLoadError, TextSearchUnavailable, load_embedder, normalise
+from core.embed import Embedder, ModelLoadError, TextSearchUnavailable, default_batch_size, load_embedder, normalise
 from core.embed.efficientnet import EfficientNetLite0Embedder
 from core.embed.openclip import OpenClipEmbedder
+from core.embed.torch_backend import resolve_precision
+from core.embed.transform import split_transform
 
 IMAGES = [pattern(1, (96, 64)), pattern(2, (50, 120)), solid((255, 255, 255), (30, 30))]
 
@@ -139,3 +143,72 @@ def test_normalise() -> None:
     vectors = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(vectors, [[0.6, 0.8], [0.0, 0.0]])
+
+
+# --- preprocessing split for worker processes, precision ----------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["tiny:random", "efficientnet-lite0"])
+def test_split_preprocessing_equals_the_full_pipeline(spec: str) -> None:
+    embedder = load_embedder(spec, device="cpu")
+    transform = embedder.image_transform()
+    assert transform is not None
+    restored = pickle.loads(pickle.dumps(transform))  # it travels to the worker processes
+    images = [pattern(1, (320, 200)), pattern(2, (50, 120)), solid((10, 200, 30), (300, 300))]
+    pixels = np.stack([restored.pixels(image) for image in images])
+    expected = torch.stack([embedder.preprocess(image) for image in images])
+    torch.testing.assert_close(transform.to_batch(torch.from_numpy(pixels)), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(embedder.embed_pixels(pixels), embedder.embed_images(images), atol=1e-6)
+
+
+def test_a_pipeline_that_does_not_end_in_normalize_is_not_split() -> None:
+    from torchvision import transforms
+
+    assert split_transform(transforms.Compose([transforms.Resize(8), transforms.ToTensor()])) is None
+    assert split_transform(lambda image: image) is None
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1)  # rows are unit length
+
+
+def test_bf16_autocast_matches_fp32_on_cpu() -> None:
+    images = [pattern(seed, (500, 375)) for seed in range(2)]  # bf16 is slow on CPUs without AMX
+    fp32 = OpenClipEmbedder("ViT-B-32", "random", device="cpu", precision="fp32")
+    reference = fp32.embed_images(images)
+    bf16 = copy.copy(fp32)  # the same weights, another precision
+    bf16.precision = "bf16"
+    mixed = bf16.embed_images(images)
+    assert_unit_rows(mixed, 2, fp32.dimension)
+    assert cosines(reference, mixed).min() >= 0.999
+    assert not np.array_equal(reference, mixed)  # the forward pass did run in bf16
+
+
+def test_precision_is_chosen_and_described() -> None:
+    assert OpenClipEmbedder("tiny", "random", precision="auto").precision == "fp32"  # on a CPU
+    embedder = OpenClipEmbedder("tiny", "random", precision="bf16")
+    assert embedder.precision == "bf16"
+    assert "cpu bf16" in embedder.describe()
+    assert "fp32" not in load_embedder("tiny:random", device="cpu").describe()
+
+
+def test_precision_auto_is_fp16_on_cuda_only() -> None:
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("auto", "cuda:1") == "fp16"
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="fp64"):
+        resolve_precision("fp64", "cpu")
+    assert default_batch_size("cpu") == 32 and default_batch_size("cuda") == 256
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_on_cuda_matches_fp32() -> None:
+    images = [pattern(seed, (500, 375)) for seed in range(8)]
+    fp32 = OpenClipEmbedder("ViT-B-32", "random", device="cuda", precision="fp32")
+    fp16 = OpenClipEmbedder("ViT-B-32", "random", device="cuda", precision="auto")
+    assert fp16.precision == "fp16"
+    pixels = np.stack([fp16.image_transform().pixels(image) for image in images])
+    assert cosines(fp32.embed_pixels(pixels), fp16.embed_pixels(pixels)).min() >= 0.999
+    cpu = OpenClipEmbedder("ViT-B-32", "random", device="cpu", precision="fp32")
+    assert cosines(cpu.embed_pixels(pixels), fp16.embed_pixels(pixels)).min() >= 0.999

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,10 @@ from core.images import ImageLimits, decode
 from core.index import ImageRecord, VectorIndex, VectorIndexError, collection_name, image_id
 from core.index.edge import EdgeIndex
 from core.index.server import ServerIndex
-from core.ingest import Ingestor, IngestResult, delete_images
+from core.ingest import Ingestor, IngestResult, StageProgress, delete_images
+from core.prepare import PreparePool, default_workers
 from core.services import open_services
-from core.settings import load_settings
+from core.settings import SettingsError, load_settings
 from core.sources import IngestItem, items_from_upload
 from core.storage import LocalStore, ObjectStore, StorageError, image_key, thumbnail_key
 
@@ -234,16 +236,62 @@ def test_known_sizes_are_checked_before_reading(ingestor: Ingestor) -> None:
     assert "empty" in results[1].reason
 
 
-def test_results_come_back_in_input_order(store: LocalStore, index: EdgeIndex, tiny: Embedder) -> None:
+def mixed_files() -> dict[str, bytes]:
+    """Eleven files, every third one not an image, and a copy of the first one at the end."""
     files: dict[str, bytes] = {}
     for i in range(11):
         files[f"f{i:02d}.png"] = b"not an image %d" % i if i % 3 == 1 else png(seed=200 + i)
     files["f11.png"] = files["f00.png"]  # duplicate of the first, in a later batch
-    results = Ingestor(store, index, tiny, batch_size=3, workers=2).ingest(items(files), USER)
+    return files
+
+
+@pytest.mark.parametrize("workers", ["inline", "processes"])
+def test_results_come_back_in_input_order(
+    store: LocalStore, index: EdgeIndex, tiny: Embedder, prepare_pool: PreparePool, workers: str
+) -> None:
+    files = mixed_files()
+    pool = prepare_pool if workers == "processes" else None
+    results = Ingestor(store, index, tiny, batch_size=3, pool=pool).ingest(items(files), USER)
     assert [r.path for r in results] == list(files)
     expected = ["rejected" if i % 3 == 1 else "stored" for i in range(11)] + ["present"]
     assert statuses(results) == expected
+    assert all("not an image" in r.reason for r in results if r.status == "rejected")
     assert_no_orphans(store, index, files, results)
+
+
+def test_worker_processes_give_the_same_points_as_inline_work(
+    tmp_path: Path, tiny: Embedder, prepare_pool: PreparePool
+) -> None:
+    files = {**mixed_files(), "big.jpg": jpeg(seed=7, size=(900, 600)), "anim.gif": encode(pattern(5, (40, 30)), "GIF")}
+    points = []
+    for name, pool in (("inline", None), ("processes", prepare_pool)):
+        index = EdgeIndex(tmp_path / name / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)
+        try:
+            Ingestor(LocalStore(tmp_path / name / "objects"), index, tiny, batch_size=4, pool=pool).ingest(
+                items(files), USER
+            )
+            points.append({r.id: r for r in index.scroll(USER, with_vectors=True)})
+        finally:
+            index.close()
+    inline, processes = points
+    assert inline.keys() == processes.keys() and len(inline) == 9
+    for point_id, record in inline.items():
+        other = processes[point_id]
+        ignored = {"created_at", "created_ts"}
+        assert {k: v for k, v in record.payload.items() if k not in ignored} == {
+            k: v for k, v in other.payload.items() if k not in ignored
+        }
+        np.testing.assert_allclose(record.vector, other.vector, atol=1e-6)
+
+
+def test_stage_progress_counts_every_file(store: LocalStore, index: EdgeIndex, tiny: Embedder, prepare_pool) -> None:
+    seen: list[StageProgress] = []
+    files = mixed_files()
+    Ingestor(store, index, tiny, batch_size=3, pool=prepare_pool).ingest(items(files), USER, stages=seen.append)
+    assert seen[-1] == StageProgress(total=12, read=12, prepared=12, done=12)
+    for earlier, later in pairwise(seen):
+        assert earlier.read <= later.read and earlier.prepared <= later.prepared and earlier.done <= later.done
+    assert all(s.prepared <= s.read <= s.total and s.done <= s.total for s in seen)
 
 
 def test_progress_reports_every_file(ingestor: Ingestor) -> None:
@@ -482,3 +530,27 @@ def test_services_wire_the_parts_from_settings(tmp_path: Path) -> None:
         assert len(list(tmp_path.joinpath("objects").rglob("*.webp"))) == 2
     finally:
         services.close()
+
+
+def test_services_size_the_pipeline_from_settings(tmp_path: Path) -> None:
+    env = {"VAD_DATA_DIR": str(tmp_path), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"}
+    defaults = open_services(load_settings(env={**env, "VAD_BATCH_SIZE": "", "VAD_INGEST_WORKERS": ""}))
+    try:
+        assert defaults.embedder.precision == "fp32"
+        assert defaults.batch_size == 32  # a CPU's batch
+        assert defaults.prepare_pool.workers == default_workers()
+        assert defaults.ingestor().pool is defaults.prepare_pool
+    finally:
+        defaults.close()
+    tuned = {**env, "VAD_BATCH_SIZE": "8", "VAD_INGEST_WORKERS": "3", "VAD_PRECISION": "BF16"}
+    services = open_services(load_settings(env=tuned))
+    try:
+        assert (services.batch_size, services.ingestor().batch_size) == (8, 8)
+        assert services.prepare_pool.workers == 3
+        assert services.embedder.precision == "bf16"
+    finally:
+        services.close()
+    with pytest.raises(SettingsError, match="VAD_PRECISION"):
+        load_settings(env={"VAD_PRECISION": "fp64"})
+    with pytest.raises(SettingsError, match="VAD_INGEST_WORKERS"):
+        load_settings(env={"VAD_INGEST_WORKERS": "0"})

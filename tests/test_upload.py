@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from core.hashing import phash_distance, phash_hex
 from core.images import decode
-from core.ingest import IngestResult
+from core.ingest import IngestResult, StageProgress
 from core.services import Services
 from core.upload import NearDuplicate, ingest_uploads, near_duplicates_of_new, phash_matrix
 
@@ -67,11 +67,13 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
         }
     )
     calls: list[tuple[int, int]] = []
+    stages: list[StageProgress] = []
     results = ingest_uploads(
         services,
         ALICE,
         [("photos.zip", archive), ("loose.jpg", jpeg(seed=4)), ("bad.png", b"not an image at all")],
         progress=lambda done, total: calls.append((done, total)),
+        stages=stages.append,
     )
 
     assert [r.path for r in results] == [  # every input gets a line, the skipped ones too
@@ -90,6 +92,7 @@ def test_zip_loose_file_and_bad_file_each_get_a_result(services: Services) -> No
     assert found["photos.zip/.hidden.png"].reason == "skipped: hidden (name starts with a dot)"
     assert found["photos.zip/__MACOSX/._a.png"].reason == "skipped: macOS metadata (__MACOSX)"
     assert calls[-1] == (7, 7)
+    assert stages[-1] == StageProgress(total=7, read=7, prepared=7, done=7)
 
     records = {r.id: r.payload for r in services.index.scroll(ALICE)}
     assert set(records) == {r.image_id for r in results if r.status == "stored"}

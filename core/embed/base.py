@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from core.embed.transform import ImageTransform
 
 
 class TextSearchUnavailable(RuntimeError):
@@ -29,10 +33,21 @@ class Embedder(ABC):
     #: A message for users about how the model was chosen (e.g. a fallback), or None.
     notice: str | None = None
     device: str = "cpu"
+    #: Arithmetic of the forward pass: fp32, or fp16/bf16 autocast.
+    precision: str = "fp32"
 
     @abstractmethod
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Vectors of shape (len(images), dimension), unit length, float32."""
+
+    def image_transform(self) -> ImageTransform | None:
+        """The model's preprocessing as a picklable transform for worker processes, or None when
+        this model cannot split it (then ingest sends working images to ``embed_images``)."""
+        return None
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Vectors for a stack of ``image_transform().pixels`` outputs, shape (N, H, W, 3) uint8."""
+        raise NotImplementedError(f"{self.name} takes images only; use embed_images")
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for text queries in the image space; raises TextSearchUnavailable."""
@@ -45,7 +60,8 @@ class Embedder(ABC):
     def describe(self) -> str:
         text = "text + image" if self.supports_text else "image only"
         extra = ", RANDOM WEIGHTS (tests/timing only)" if self.random_weights else ""
-        return f"{self.name} ({self.dimension}-d, {text}, {self.device}{extra})"
+        device = self.device if self.precision == "fp32" else f"{self.device} {self.precision}"
+        return f"{self.name} ({self.dimension}-d, {text}, {device}{extra})"
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -11,10 +11,9 @@ from urllib.parse import urlparse
 import numpy as np
 import open_clip
 import torch
-from PIL import Image
 
-from core.embed.base import Embedder, ModelLoadError, normalise
-from core.images import model_input
+from core.embed.base import ModelLoadError, normalise
+from core.embed.torch_backend import TorchEmbedder
 
 DEFAULT_CLIP = "ViT-B-32:openai"
 #: A very small CLIP (same code path as ViT-B-32) for fast tests; random weights only.
@@ -27,14 +26,16 @@ _TINY_CFG = {
 _RANDOM_SEED = 1234
 
 
-class OpenClipEmbedder(Embedder):
+class OpenClipEmbedder(TorchEmbedder):
     """Any open_clip ``arch:tag`` (or a local weights file), with its image and text towers."""
 
     supports_text = True
 
-    def __init__(self, arch: str, tag: str, weights: Path | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, arch: str, tag: str, weights: Path | None = None, device: str = "cpu", precision: str = "auto"
+    ) -> None:
+        super().__init__(device, precision)
         self.name = f"{arch}:{tag}"
-        self.device = device
         self.random_weights = tag == "random"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_RANDOM_SEED)  # random weights must be the same in every process
@@ -42,30 +43,29 @@ class OpenClipEmbedder(Embedder):
                 if not self.random_weights:
                     raise ModelLoadError("the tiny test model exists with random weights only: tiny:random")
                 model = open_clip.CLIP(**_TINY_CFG)
-                self.preprocess = open_clip.image_transform(_TINY_CFG["vision_cfg"]["image_size"], is_train=False)
+                preprocess = open_clip.image_transform(_TINY_CFG["vision_cfg"]["image_size"], is_train=False)
                 tokenizer_arch = "ViT-B-32"
             else:
-                model, self.preprocess = _create(arch, tag, weights)
+                model, preprocess = _create(arch, tag, weights)
                 tokenizer_arch = arch
+        self._set_preprocess(preprocess)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(tokenizer_arch)
         with torch.inference_mode():
             probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
         self.dimension = int(probe.shape[-1])
 
-    @torch.inference_mode()
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        batch = torch.stack([self.preprocess(model_input(image)) for image in images]).to(self.device)
-        return normalise(self.model.encode_image(batch).float().cpu().numpy())
+    def _encode(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(batch)
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         tokens = self.tokenizer([str(text) for text in texts]).to(self.device)
-        return normalise(self.model.encode_text(tokens).float().cpu().numpy())
+        with self.autocast():
+            features = self.model.encode_text(tokens)
+        return normalise(features.float().cpu().numpy())
 
 
 def _create(arch: str, tag: str, weights: Path | None) -> tuple[torch.nn.Module, object]:

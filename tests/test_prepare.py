@@ -1,0 +1,134 @@
+"""core.prepare: the per-image CPU work, inline and in real worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import encode, jpeg, pattern, png, png_claiming_size, truncated_jpeg
+from PIL import Image
+
+from core.embed import Embedder
+from core.embed.transform import ImageTransform
+from core.hashing import phash_hex, pixel_sha256
+from core.images import ImageLimits, decode, thumbnail_bytes
+from core.index import collection_name
+from core.index.edge import EdgeIndex
+from core.ingest import Ingestor
+from core.prepare import PreparedImage, PreparePool, prepare_chunk, prepare_image
+from core.quality import image_stats
+from core.sources import IngestItem
+from core.storage import LocalStore
+
+LIMITS = ImageLimits()
+BAD = {
+    "text": (b"just text", "not an image"),
+    "truncated": (truncated_jpeg(), "truncated"),
+    "bomb": (png_claiming_size(40_000, 40_000), "decompression bomb"),
+}
+
+
+class ExitingSteps:
+    """Model preprocessing that kills its worker process, as a crash in a native decoder would."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        os._exit(3)
+
+
+def test_prepare_image_computes_what_ingest_stores(tiny: Embedder) -> None:
+    data = jpeg(seed=3, size=(640, 480))
+    transform = tiny.image_transform()
+    assert transform is not None
+    prepared = prepare_image(data, LIMITS, transform)
+    decoded = decode(data)
+    assert (prepared.width, prepared.height, prepared.format) == (640, 480, "JPEG")
+    assert (prepared.extension, prepared.mime_type) == ("jpg", "image/jpeg")
+    assert prepared.phash == phash_hex(decoded.image)
+    assert prepared.pixel_sha256 == pixel_sha256(decoded.image)
+    assert prepared.quality == image_stats(decoded.image)
+    assert prepared.thumbnail == thumbnail_bytes(decoded)
+    assert prepared.image is None
+    assert prepared.pixels is not None
+    assert prepared.pixels.dtype == np.uint8 and prepared.pixels.shape == (64, 64, 3)
+    np.testing.assert_array_equal(prepared.pixels, transform.pixels(decoded.image))
+    # without a separable transform the working copy travels instead
+    whole = prepare_image(data, LIMITS, None)
+    assert whole.pixels is None and whole.image is not None and whole.image.size == decoded.image.size
+
+
+def test_prepare_chunk_turns_failures_into_reasons(tiny: Embedder) -> None:
+    outcomes = prepare_chunk([png(seed=1), *(data for data, _ in BAD.values())], LIMITS, tiny.image_transform())
+    assert isinstance(outcomes[0], PreparedImage)
+    for outcome, (_, reason) in zip(outcomes[1:], BAD.values(), strict=True):
+        assert isinstance(outcome, str) and reason in outcome
+
+
+def test_worker_processes_match_inline_work(prepare_pool: PreparePool, tiny: Embedder) -> None:
+    payloads = [png(seed=1), jpeg(seed=2, size=(500, 375)), encode(pattern(4, (300, 80)), "WEBP"), BAD["text"][0]]
+    transform = tiny.image_transform()
+    futures = [prepare_pool.submit(payloads[i : i + 2], LIMITS, transform) for i in (0, 2)]
+    remote = [outcome for future in futures for outcome in future.result(timeout=120)]
+    local = prepare_chunk(payloads, LIMITS, transform)
+    assert remote[-1] == local[-1] and "not an image" in remote[-1]
+    for theirs, ours in zip(remote[:-1], local[:-1], strict=True):
+        assert isinstance(theirs, PreparedImage) and isinstance(ours, PreparedImage)
+        assert (theirs.phash, theirs.pixel_sha256, theirs.thumbnail) == (ours.phash, ours.pixel_sha256, ours.thumbnail)
+        assert theirs.quality == ours.quality
+        np.testing.assert_array_equal(theirs.pixels, ours.pixels)
+
+
+def test_the_pool_recovers_from_a_dead_worker(prepare_pool: PreparePool, tiny: Embedder) -> None:
+    crashing = ImageTransform(ExitingSteps(), (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(Exception, match="terminated abruptly"):
+        prepare_pool.submit([png(seed=1)], LIMITS, crashing).result(timeout=120)
+    [outcome] = prepare_pool.submit([png(seed=1)], LIMITS, tiny.image_transform()).result(timeout=120)
+    assert isinstance(outcome, PreparedImage)
+
+
+def test_a_dead_worker_rejects_its_files_and_ingest_goes_on(
+    tmp_path: Path, tiny: Embedder, prepare_pool: PreparePool
+) -> None:
+    class CrashingEmbedder(type(tiny)):  # the tiny model, whose preprocessing kills the worker
+        def image_transform(self) -> ImageTransform:
+            return ImageTransform(ExitingSteps(), (0.5,) * 3, (0.5,) * 3)
+
+    embedder = CrashingEmbedder("tiny", "random")
+    index = EdgeIndex(tmp_path / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)
+    try:
+        files = [IngestItem(f"f{i}.png", (lambda d: lambda: d)(png(seed=i)), None) for i in range(5)]
+        results = Ingestor(LocalStore(tmp_path / "objects"), index, embedder, batch_size=2, pool=prepare_pool).ingest(
+            files, "alice"
+        )
+        assert [r.status for r in results] == ["rejected"] * 5
+        assert all("worker process stopped" in (r.reason or "") for r in results)
+        assert index.count("alice") == 0
+        assert not list((tmp_path / "objects").rglob("*.*"))
+    finally:
+        index.close()
+
+
+class CountingPool(PreparePool):
+    """A real pool that counts the tasks handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(workers=1)
+        self.tasks = 0
+
+    def submit(self, *args, **kwargs):
+        self.tasks += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_fewer_files_than_a_batch_do_not_start_the_pool(tmp_path: Path, tiny: Embedder) -> None:
+    pool = CountingPool()
+    index = EdgeIndex(tmp_path / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)
+    try:
+        files = [IngestItem(f"f{i}.png", (lambda d: lambda: d)(png(seed=i)), None) for i in range(3)]
+        ingestor = Ingestor(LocalStore(tmp_path / "objects"), index, tiny, batch_size=3, pool=pool)
+        assert [r.status for r in ingestor.ingest(files, "alice")] == ["stored"] * 3
+        assert pool.tasks == 0
+    finally:
+        index.close()
+        pool.close()
