@@ -117,7 +117,7 @@ def _child(paths: list[Path]) -> None:
     with tempfile.TemporaryDirectory() as data:
         embedder = load_embedder("tiny:random", device="cpu")
         index = EdgeIndex(Path(data) / "index", "memory", embedder.dimension)
-        ingestor = Ingestor(LocalStore(Path(data) / "objects"), index, embedder, workers=1)
+        ingestor = Ingestor(LocalStore(Path(data) / "objects"), index, embedder)  # prepared in-process
         warm = _png(_gradient((640, 480), "RGB"))
         ingestor.ingest([IngestItem("warm-up.png", lambda: warm, len(warm))], "bench")
         _reset_peak()  # the warm-up's own peak (model loading) is not the file's

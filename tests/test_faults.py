@@ -68,11 +68,14 @@ def settle(store: ObjectStore, index: VectorIndex, journal: Path) -> None:
 # --- kill -9 ------------------------------------------------------------------------------------
 
 
+PHOTOS = 48
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 textured JPEGs of 640x480."""
+    """48 textured JPEGs of 640x480: six batches of 8, so every moment falls well before the end."""
     folder = tmp_path_factory.mktemp("photos")
-    for i in range(24):
+    for i in range(PHOTOS):
         (folder / f"p{i:02}.jpg").write_bytes(encode(textured(500 + i, (640, 480)), "JPEG", quality=90))
     return folder
 
@@ -101,7 +104,7 @@ class KilledIngest:
     def __init__(self, photos: Path, data: Path, when: str, settings: dict[str, str]) -> None:
         self.data, self.when = data, when
         self.store = open_store(load_settings(data_dir=data, **settings))
-        command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--batch-size", "16"]
+        command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--batch-size", "8"]
         env = cli_environment(data, **{f"VAD_{name.upper()}": value for name, value in settings.items()})
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -111,17 +114,28 @@ class KilledIngest:
         self.reader.start()
 
     def _read(self) -> None:
+        """Collect the JSON Lines; a run due at a count of lines is killed here, the moment the line
+        arrives (polling from another thread could come too late on a busy machine)."""
         assert self.process.stdout is not None
-        self.report.extend(json.loads(line) for line in self.process.stdout)
+        for line in self.process.stdout:
+            self.report.append(json.loads(line))
+            if self._counted_moment_reached():
+                self.process.kill()
+                return
+
+    def _counted_moment_reached(self) -> bool:
+        if self.when == "first files reported":
+            return len(self.report) >= 1
+        return self.when == "half the files reported" and len(self.report) >= PHOTOS // 2
 
     def due(self) -> bool:
         if self.when == "objects being written":
             return first_file_written(self.data / "journal", self.store)
-        return len(self.report) >= (1 if self.when == "first files reported" else 12)
+        return self._counted_moment_reached()
 
     def kill(self) -> None:
         self.process.kill()
-        assert self.process.wait(30) == -signal.SIGKILL
+        assert self.process.wait(30) == -signal.SIGKILL, f"the ingest ended before {self.when}"
         self.reader.join(10)
 
 
@@ -149,7 +163,7 @@ def test_kill_9_at_several_points_then_repair_leaves_no_orphans(photos: Path, tm
     kill_when_due(runs)  # side by side: each spends seconds importing
     for n, run in enumerate(runs):
         data, report = run.data, run.report
-        assert len(report) < 24, f"killed too late at {run.when}"
+        assert len(report) < PHOTOS, f"killed too late at {run.when}"
         assert all(entry["status"] == "stored" for entry in report)  # the JSON Lines so far parse
         stored = [entry["image_id"] for entry in report]
         journal = data / "journal"
@@ -175,7 +189,7 @@ def test_kill_9_at_several_points_then_repair_leaves_no_orphans(photos: Path, tm
                 # and the next ingest completes the collection
                 results = services.ingestor().ingest(items_of(photos), USER)
                 assert {r.status for r in results} <= {"stored", "present"}
-                assert services.index.count(USER) == 24
+                assert services.index.count(USER) == PHOTOS
                 assert_consistent(services.store, services.index, journal, [r.image_id for r in results])
 
 
