@@ -15,6 +15,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,8 @@ from core.storage import StorageError, check_user
 from core.telemetry import track
 
 if TYPE_CHECKING:
-    from core.ingest import IngestResult
+    from core.ingest import Ingestor, IngestResult
+    from core.services import Services
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -77,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--user", required=True, help="owner of the images")
     ingest.add_argument("--json", action="store_true", help="print one JSON object per file as it is done (JSON Lines)")
     ingest.add_argument("--batch-size", type=_positive_int, default=None, help="images embedded per batch")
+    ingest.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="local: this machine's cores; ray: a Ray cluster"
+    )
+    ingest.add_argument("--ray-address", default=None, help="Ray cluster (default VAD_RAY_ADDRESS; none: start one)")
     ingest.set_defaults(handler=_ingest)
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
@@ -180,13 +186,14 @@ def _ingest(args: argparse.Namespace) -> int:
             print(f"rejected  {display_name(result.path)}: {result.reason}", flush=True)
 
     try:
-        ingestor = services.ingestor()
-        with tqdm(total=len(items), unit="img", desc="ingest", file=sys.stderr, disable=None) as bar:
+        with ExitStack() as engine:
+            ingestor = _ingestor(services, args, engine)
+            with tqdm(total=len(items), unit="img", desc="ingest", file=sys.stderr, disable=None) as bar:
 
-            def progress(done: int, total: int) -> None:
-                bar.update(done - bar.n)
+                def progress(done: int, total: int) -> None:
+                    bar.update(done - bar.n)
 
-            results = ingestor.ingest(items, args.user, progress=progress, on_result=report)
+                results = ingestor.ingest(items, args.user, progress=progress, on_result=report)
     finally:
         services.close()
     counts = Counter(r.status for r in results)
@@ -200,6 +207,16 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"stopped: {ingestor.stopped}", file=sys.stderr)
     print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _ingestor(services: Services, args: argparse.Namespace, engine: ExitStack) -> Ingestor:
+    """The ingestor of the chosen engine; a Ray connection is closed with ``engine``."""
+    if args.engine == "local":
+        return services.ingestor()
+    from core.ray_engine import RayIngestor, connect
+
+    cluster = engine.enter_context(connect(services.settings, args.ray_address))
+    return RayIngestor.for_services(services, cluster)
 
 
 def _repair(args: argparse.Namespace) -> int:

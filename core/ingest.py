@@ -380,10 +380,7 @@ class Ingestor:
         return ready
 
     def _embed(self, ready: list[_Candidate]) -> np.ndarray:
-        prepared = [c.decoded for c in ready if c.decoded is not None]
-        if prepared[0].pixels is not None:
-            return self.embedder.embed_pixels(np.stack([p.pixels for p in prepared]))
-        return self.embedder.embed_images([p.image for p in prepared])
+        return embed_prepared(self.embedder, [c.decoded for c in ready if c.decoded is not None])
 
     def _finish(self, user: str, ready: list[_Candidate], record: Callable[[int, IngestResult], None]) -> None:
         """Embed a batch of prepared candidates, store their objects and upsert their points."""
@@ -560,6 +557,14 @@ class Ingestor:
             "thumbnail_key": candidate.keys[1],
             "tags": [],
         }
+
+
+def embed_prepared(embedder: Embedder, prepared: Sequence[PreparedImage]) -> np.ndarray:
+    """One batch's vectors: from the ready model inputs, or from the images when the model
+    does its own preprocessing."""
+    if prepared[0].pixels is not None:
+        return embedder.embed_pixels(np.stack([p.pixels for p in prepared]))
+    return embedder.embed_images([p.image for p in prepared])
 
 
 def delete_images(store: ObjectStore, index: VectorIndex, user: str, ids: Sequence[str]) -> int:

@@ -77,6 +77,8 @@ class Settings(BaseModel):
     batch_size: int | None = Field(None, gt=0, le=4096)
     #: Ingest worker processes (decode, hashes, thumbnail, model input); unset: one per core.
     ingest_workers: int | None = Field(None, ge=1, le=512)
+    #: Ray cluster for ``ingest --engine ray`` (``ray://host:10001`` or ``host:6379``); unset: a local one.
+    ray_address: str | None = None
     phash_threshold: int = Field(8, ge=0, le=64)
     min_free_mb: float = Field(256.0, ge=0)
 
@@ -106,6 +108,7 @@ class Settings(BaseModel):
         "metrics_port",
         "batch_size",
         "ingest_workers",
+        "ray_address",
         mode="before",
     )
     @classmethod

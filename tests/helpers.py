@@ -435,3 +435,93 @@ def silent_server() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
         yield sock.getsockname()[1]
+
+
+# --- a Ray cluster of separate processes on loopback -----------------------------------------
+
+#: Environment of the Ray nodes and their drivers: offline, quiet, and the app's code importable.
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+}
+
+
+def _ray_node(*args: str, temp_dir: str, log: Path) -> subprocess.Popen:
+    """``ray start --block`` with one CPU and its own free ports; stopping the process stops the node."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    ports = [
+        "--node-ip-address=127.0.0.1",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
+    command = [ray, "start", *args, *ports, "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command, env={**os.environ, **RAY_ENV, "RAY_TMPDIR": temp_dir}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _stop_ray_node(proc: subprocess.Popen) -> None:
+    """SIGTERM: ``ray start --block`` then stops the node's processes; SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running_ray_cluster(log_dir: Path, timeout: float = 60) -> Iterator[str]:
+    """A Ray head and one worker node, one CPU each, as separate processes on 127.0.0.1; yields
+    the head's address. Both are stopped by PID at the end."""
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head = _ray_node(
+        "--head",
+        f"--port={port}",
+        f"--ray-client-server-port={free_port()}",
+        "--include-dashboard=false",
+        f"--temp-dir={temp_dir}",
+        temp_dir=temp_dir,
+        log=log_dir / "ray-head.log",
+    )
+    nodes = [head]
+    try:
+        nodes.append(_ray_node(f"--address={address}", temp_dir=temp_dir, log=log_dir / "ray-worker.log"))
+        _wait_for_nodes(address, 2, timeout, nodes, ray)
+        yield address
+    finally:
+        for proc in reversed(nodes):
+            _stop_ray_node(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_nodes(address: str, count: int, timeout: float, nodes: list[subprocess.Popen], ray) -> None:
+    """Wait until ``count`` nodes are alive in the cluster at ``address``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in nodes):
+            raise RuntimeError("a Ray node exited while starting; see ray-head.log / ray-worker.log")
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            try:
+                alive = sum(1 for node in ray.nodes() if node["Alive"])
+            finally:
+                ray.shutdown()
+            if alive >= count:
+                return
+        except (ConnectionError, RuntimeError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the Ray cluster at {address} did not get {count} nodes in {timeout} s")
