@@ -439,20 +439,24 @@ def silent_server() -> Iterator[int]:
 
 # --- a Ray cluster of separate processes on loopback -----------------------------------------
 
-#: Environment of the Ray nodes and their drivers: offline, quiet, and the app's code importable.
-RAY_ENV = {
+#: Environment of the Ray nodes: offline, quiet, and the app's code importable by their workers.
+RAY_NODE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
     "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
 }
+#: Environment of a driver (``python -m core ingest --engine ray``) joining that cluster. Off, this
+#: switch makes the driver take 127.0.0.1 as its own address, not this machine's network address
+#: (where the loopback-only cluster would not answer); nodes refuse it, so only drivers get it.
+RAY_DRIVER_ENV = {**RAY_NODE_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+#: What ``ray start --block`` prints once its node has joined the cluster.
+_RAY_NODE_UP = b"will now block forever"
 
 
-def _ray_node(*args: str, temp_dir: str, log: Path) -> subprocess.Popen:
-    """``ray start --block`` with one CPU and its own free ports; stopping the process stops the node."""
+def _ray_node(*args: str, log: Path) -> subprocess.Popen:
+    """``ray start --block`` on 127.0.0.1 with one CPU and free ports; stopping it stops the node."""
     ray = str(Path(sys.executable).with_name("ray"))
     ports = [
-        "--node-ip-address=127.0.0.1",
         f"--node-manager-port={free_port()}",
         f"--object-manager-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
@@ -460,68 +464,57 @@ def _ray_node(*args: str, temp_dir: str, log: Path) -> subprocess.Popen:
         f"--runtime-env-agent-port={free_port()}",
         f"--metrics-export-port={free_port()}",
     ]
-    command = [ray, "start", *args, *ports, "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
-    with log.open("ab") as out:
+    command = [ray, "start", *args, "--node-ip-address=127.0.0.1", *ports, "--num-cpus=1", "--num-gpus=0", "--block"]
+    with log.open("wb") as out:
         return subprocess.Popen(
-            command, env={**os.environ, **RAY_ENV, "RAY_TMPDIR": temp_dir}, stdout=out, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, **RAY_NODE_ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
 
 
+def _wait_for_node(proc: subprocess.Popen, log: Path, deadline: float) -> None:
+    while _RAY_NODE_UP not in log.read_bytes():
+        if proc.poll() is not None:
+            raise RuntimeError(f"a Ray node exited while starting: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"a Ray node did not start in time: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
 def _stop_ray_node(proc: subprocess.Popen) -> None:
-    """SIGTERM: ``ray start --block`` then stops the node's processes; SIGKILL after 20 s."""
+    """SIGTERM: ``ray start --block`` then stops the node's processes; SIGKILL after 40 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(40)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
 
 @contextlib.contextmanager
-def running_ray_cluster(log_dir: Path, timeout: float = 60) -> Iterator[str]:
+def running_ray_cluster(log_dir: Path, timeout: float = 90) -> Iterator[str]:
     """A Ray head and one worker node, one CPU each, as separate processes on 127.0.0.1; yields
     the head's address. Both are stopped by PID at the end."""
-    import ray
-
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
     port = free_port()
-    address = f"127.0.0.1:{port}"
-    head = _ray_node(
-        "--head",
-        f"--port={port}",
-        f"--ray-client-server-port={free_port()}",
-        "--include-dashboard=false",
-        f"--temp-dir={temp_dir}",
-        temp_dir=temp_dir,
-        log=log_dir / "ray-head.log",
-    )
-    nodes = [head]
+    deadline = time.monotonic() + timeout
+    nodes: list[subprocess.Popen] = []
     try:
-        nodes.append(_ray_node(f"--address={address}", temp_dir=temp_dir, log=log_dir / "ray-worker.log"))
-        _wait_for_nodes(address, 2, timeout, nodes, ray)
-        yield address
+        head_log = log_dir / "ray-head.log"
+        head_args = [f"--port={port}", f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}"]
+        nodes.append(
+            _ray_node("--head", *head_args, "--include-dashboard=false", "--disable-usage-stats", log=head_log)
+        )
+        _wait_for_node(nodes[0], head_log, deadline)
+        worker_log = log_dir / "ray-worker.log"
+        nodes.append(_ray_node(f"--address=127.0.0.1:{port}", log=worker_log))
+        _wait_for_node(nodes[1], worker_log, deadline)
+        yield f"127.0.0.1:{port}"
     finally:
         for proc in reversed(nodes):
             _stop_ray_node(proc)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _wait_for_nodes(address: str, count: int, timeout: float, nodes: list[subprocess.Popen], ray) -> None:
-    """Wait until ``count`` nodes are alive in the cluster at ``address``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(proc.poll() is not None for proc in nodes):
-            raise RuntimeError("a Ray node exited while starting; see ray-head.log / ray-worker.log")
-        try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-            try:
-                alive = sum(1 for node in ray.nodes() if node["Alive"])
-            finally:
-                ray.shutdown()
-            if alive >= count:
-                return
-        except (ConnectionError, RuntimeError):
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"the Ray cluster at {address} did not get {count} nodes in {timeout} s")
