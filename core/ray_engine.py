@@ -80,8 +80,8 @@ class RayCluster:
         if gpus:
             actor = ray.remote(num_gpus=1, num_cpus=0)(EmbedActor)
             count, device = gpus, "cuda"
-        else:
-            actor = ray.remote(num_cpus=1)(EmbedActor)
+        else:  # like the local engine's main thread, the model shares the cores with the tasks
+            actor = ray.remote(num_cpus=0)(EmbedActor)
             count, device = _CPU_ACTORS, "cpu"
         args = (settings.model, settings.model_weights, device, settings.precision)
         self.actors = [actor.remote(*args) for _ in range(count)]

@@ -443,6 +443,8 @@ def silent_server() -> Iterator[int]:
 RAY_NODE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+    # Loopback only, so no token: else a token that another Ray left in ~/.ray decides who may join.
+    "RAY_AUTH_MODE": "disabled",
     "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
 }
 #: Environment of a driver (``python -m core ingest --engine ray``) joining that cluster. Off, this

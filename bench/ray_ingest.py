@@ -1,0 +1,90 @@
+"""The Ray engine against the local engine on the same files, as users run them (the CLI).
+
+    python -m bench.ray_ingest ../shared/datasets/imagenet-sample/images --model efficientnet-lite0
+
+Starts a Ray head and one worker node on 127.0.0.1 (one CPU each unless ``--node-cpus``), then
+ingests PATH with ``--engine local`` and ``--engine ray`` into two fresh data folders and reports
+each run's wall time (model load and Ray connection included), the throughput ratio, and whether
+the two reports, point ids, payloads and vectors (within 1e-5) are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.services import open_services
+from core.settings import load_settings
+from tests.helpers import RAY_DRIVER_ENV, running_ray_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+USER = "bench"
+TIMESTAMPS = {"created_at", "created_ts"}
+ENGINES = ("local", "ray")
+
+
+def ingest(engine: str, path: Path, data_dir: Path, model: str, address: str) -> tuple[float, list[str]]:
+    """Seconds and JSON report lines of ``python -m core ingest PATH --engine ENGINE``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
+    environment.update(RAY_DRIVER_ENV)
+    environment.update({"VAD_DATA_DIR": str(data_dir), "VAD_MODEL": model, "VAD_RAY_ADDRESS": address})
+    command = [sys.executable, "-m", "core", "ingest", str(path), "--user", USER, "--json", "--engine", engine]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{engine} ingest failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, done.stdout.splitlines()
+
+
+def points(data_dir: Path, model: str) -> dict[str, tuple[dict, np.ndarray]]:
+    services = open_services(load_settings(data_dir=data_dir, model=model))
+    try:
+        return {
+            r.id: ({k: v for k, v in r.payload.items() if k not in TIMESTAMPS}, r.vector)
+            for r in services.index.scroll(USER, with_vectors=True)
+        }
+    finally:
+        services.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", type=Path, help="a folder of photos")
+    parser.add_argument("--model", default="efficientnet-lite0")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as scratch:
+        work = Path(scratch)
+        with running_ray_cluster(work) as address:
+            runs = {engine: ingest(engine, args.path, work / engine, args.model, address) for engine in ENGINES}
+        stored = {engine: points(work / engine, args.model) for engine in runs}
+    local, ray = stored["local"], stored["ray"]
+    same_points = local.keys() == ray.keys() and all(local[i][0] == ray[i][0] for i in local)
+    largest = max((float(np.abs(local[i][1] - ray[i][1]).max()) for i in local if i in ray), default=0.0)
+    files = len(runs["local"][1])
+    figures = {
+        "files": files,
+        "model": args.model,
+        "local_s": round(runs["local"][0], 1),
+        "ray_s": round(runs["ray"][0], 1),
+        "local_img_s": round(files / runs["local"][0], 1),
+        "ray_img_s": round(files / runs["ray"][0], 1),
+        "ray_vs_local": round(runs["local"][0] / runs["ray"][0], 2),
+        "same_report": runs["local"][1] == runs["ray"][1],
+        "same_points_and_payloads": same_points,
+        "largest_vector_difference": largest,
+        "load_average": os.getloadavg(),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
