@@ -215,7 +215,10 @@ def _ingestor(services: Services, args: argparse.Namespace, engine: ExitStack) -
         return services.ingestor()
     from core.ray_engine import RayIngestor, connect
 
-    cluster = engine.enter_context(connect(services.settings, args.ray_address))
+    try:
+        cluster = engine.enter_context(connect(services.settings, args.ray_address))
+    except ConnectionError as exc:
+        raise UsageError(f"could not join the Ray cluster: {exc}") from None
     return RayIngestor.for_services(services, cluster)
 
 

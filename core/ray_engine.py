@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ class RayCluster:
 def connect(settings: Settings, address: str | None = None) -> Iterator[RayCluster]:
     """Join the cluster at ``address`` (default ``VAD_RAY_ADDRESS``; none: start Ray here)."""
     address = address or settings.ray_address
+    if address:
+        _check_reachable(address)
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
         options["include_dashboard"] = False
@@ -123,6 +126,17 @@ def connect(settings: Settings, address: str | None = None) -> Iterator[RayClust
     finally:
         cluster.close()
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing answers at a ``host:port`` address (Ray itself retries for minutes)."""
+    if "://" in address or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"nothing answers at {address} ({exc})") from None
 
 
 class RayIngestor(Ingestor):
@@ -179,7 +193,8 @@ class RayIngestor(Ingestor):
         finally:  # an ingest that stops early leaves no work queued on the cluster
             for _, _, ref in in_flight:
                 if ref is not None:
-                    ray.cancel(ref)
+                    with suppress(Exception):  # best effort: the actors go when the connection closes
+                        ray.cancel(ref)
 
     def _collect_embedded(
         self, count: int, batch: list[_Candidate], ref: ray.ObjectRef | None, tally: _Tally

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import RAY_DRIVER_ENV, jpeg, list_keys, png, running_ray_cluster, tiny_services, zip_bytes
+from helpers import RAY_DRIVER_ENV, free_port, jpeg, list_keys, png, running_ray_cluster, tiny_services, zip_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -108,6 +108,13 @@ def test_a_second_ray_ingest_finds_everything_present(runs: dict[str, tuple], ph
     statuses = {entry["path"].rsplit("/", 1)[-1]: entry["status"] for entry in report(again)}
     assert statuses.pop("not-an-image.jpg") == "rejected"
     assert set(statuses.values()) == {"present"}
+
+
+def test_a_ray_address_where_nothing_answers_is_a_usage_error(photos: Path, tmp_path: Path) -> None:
+    result = ingest("ray", photos, tmp_path, f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2, result.stderr
+    assert "error: could not join the Ray cluster: nothing answers at 127.0.0.1:" in result.stderr
+    assert result.stdout == ""
 
 
 def _without(payload: dict, keys: set[str]) -> dict:
