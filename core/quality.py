@@ -41,19 +41,23 @@ def image_stats(image: Image.Image) -> dict[str, float]:
     }
 
 
+#: Tonal range below which ``edge_sharpness`` divides by this instead: in a near-uniform image,
+#: grain and the rounding to 256 grey levels would otherwise count as sharp edges.
+MIN_TONAL_RANGE = 0.2
+
+
 def edge_sharpness(gray: np.ndarray) -> float:
     """How abrupt the strongest edges are, whatever the contrast: the 99th percentile of the
     Laplacian's magnitude over the tonal range (1st to 99th percentile) of a grey image in [0, 1].
     A sharp step gives about 1; blur spreads an edge over more pixels and lowers it (a Gaussian blur
-    of radius 2 px on the working copy gives about 0.06); a dark or washed-out copy keeps its value.
-    0 for a single colour or an image under 3 px on a side."""
+    of radius 2 px on the working copy gives about 0.06); a dark or washed-out copy keeps its value
+    down to a range of ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side."""
     if min(gray.shape) < 3:
         return 0.0
     laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * gray[1:-1, 1:-1]
     low, high = np.percentile(gray, [1, 99])
-    if high - low < 1.0 / 255.0:
-        return 0.0
-    return float(np.percentile(np.abs(laplacian), 99) / (high - low))
+    tonal_range = max(float(high - low), MIN_TONAL_RANGE)
+    return float(np.percentile(np.abs(laplacian), 99)) / tonal_range
 
 
 class QualityCheck(ABC):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import encode, ingest_files, pattern, synthetic_collection, textured, tiny_services
+from helpers import NORMAL_STATS, encode, ingest_files, pattern, synthetic_collection, textured, tiny_services
 from PIL import Image
 
 from core import anomalies
@@ -120,8 +120,8 @@ def test_detect_anomalies_flags_above_the_tukey_fence() -> None:
 
 def test_report_columns_and_reasons() -> None:
     vectors = cluster_and_outliers(0)
-    quality = [{"brightness": 0.5, "contrast": 0.17, "sharpness": 4000.0, "entropy": 7.4, "colorfulness": 0.4}] * 63
-    quality[5] = {**quality[5], "brightness": 0.02}  # dark, otherwise an ordinary member of the cluster
+    quality = [dict(NORMAL_STATS)] * 63
+    quality[5] = {**quality[5], "brightness": 0.02, "brightness_p90": 0.03}  # dark, otherwise an ordinary member
     quality[61] = {**quality[61], "colorfulness": 0.0}  # a far outlier and grayscale
     collection = synthetic_collection(vectors, quality=quality)
     report = detect_anomalies(collection, "knn").set_index("id")

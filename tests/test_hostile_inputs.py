@@ -40,7 +40,7 @@ from core.index.edge import EdgeIndex
 from core.ingest import Ingestor, IngestResult
 from core.names import display_name, name_problem
 from core.payload import finite_payload
-from core.quality import image_stats
+from core.quality import STAT_NAMES, image_stats
 from core.sources import IngestItem, items_from_paths, items_from_upload
 from core.storage import LocalStore
 
@@ -194,7 +194,7 @@ def test_degenerate_and_limit_edge_images(ingestor: Ingestor, index: EdgeIndex) 
         },
     )
     for record in index.scroll(USER):  # every statistic of every degenerate image is a real number
-        assert set(record.payload["quality"]) == {"brightness", "contrast", "sharpness", "entropy", "colorfulness"}
+        assert set(record.payload["quality"]) == set(STAT_NAMES)
         assert all(math.isfinite(value) for value in record.payload["quality"].values()), record.payload
 
 
@@ -210,6 +210,7 @@ def test_every_statistic_is_finite(size: tuple[int, int], content: str) -> None:
     assert all(math.isfinite(value) for value in stats.values()), stats
     if min(size) < 3 or content == "constant":
         assert stats["sharpness"] == 0.0  # no interior for the 3x3 kernel, or nothing to see
+        assert stats["edge_sharpness"] == 0.0
 
 
 def test_broken_pngs_are_refused(ingestor: Ingestor) -> None:
