@@ -17,7 +17,10 @@ through the same path:
   of 1-3 grey levels;
 - grayscale: converted to grey and back to RGB.
 
-Nothing is written to disk. ``--list N`` prints the N lowest-scoring originals per check (to
+"lowest unflagged score" is the good photo closest to being flagged and "highest copy score" the
+made-to-be-bad copy closest to passing (the threshold lies between them); "also flags" counts
+the copies made bad in another way that this check flags too. Nothing is written to disk.
+``--list N`` prints the N lowest-scoring originals per check (to
 look at the borderline photos).
 """
 
@@ -141,18 +144,32 @@ def report(frame: pd.DataFrame, list_lowest: int) -> str:
     for name, check in CHECKS.items():
         flagged = checks[f"is_{name}_issue"]
         own = per_kind[name][f"is_{name}_issue"] if name in per_kind else pd.Series(dtype=bool)
+        passed = checks.loc[~flagged, f"{name}_score"]
+        closest_copy = per_kind[name][f"{name}_score"].max() if name in per_kind else float("nan")
         rows.append(
             [
                 check.label,
                 f"{int(flagged.sum())} / {len(flagged)}",
                 pct(float(flagged.mean())),
+                f"{passed.min():.3f}" if len(passed) else "n/a",
                 f"{int(own.sum())} / {len(own)}" if len(own) else "-",
                 pct(float(own.mean())) if len(own) else "n/a",
+                "n/a" if closest_copy != closest_copy else f"{closest_copy:.3f}",
                 cross_flags(per_kind, name),
                 check.description,
             ]
         )
-    headers = ["check", "originals flagged", "share", "made-to-be-bad flagged", "recall", "also flags", "rule"]
+    headers = [
+        "check",
+        "originals flagged",
+        "share",
+        "lowest unflagged score",
+        "made-to-be-bad flagged",
+        "recall",
+        "highest copy score",
+        "also flags",
+        "rule",
+    ]
     lines = [table(headers, rows)]
     for name in CHECKS if list_lowest else []:
         lowest = checks[f"{name}_score"].nsmallest(list_lowest)
@@ -168,6 +185,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", type=int, default=0, metavar="N", help="print the N lowest originals per check")
     args = parser.parse_args()
+    if not (args.dataset / "labels.csv").is_file():
+        parser.error(f"no labels.csv in {args.dataset}: give the folder of the shared photos")
 
     files = read_files(args.dataset)
     with timer() as t:

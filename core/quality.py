@@ -50,7 +50,7 @@ def edge_sharpness(gray: np.ndarray) -> float:
     """How abrupt the strongest edges are, whatever the contrast: the 99th percentile of the
     Laplacian's magnitude over the tonal range (1st to 99th percentile) of a grey image in [0, 1].
     A sharp step gives about 1; blur spreads an edge over more pixels and lowers it (a Gaussian blur
-    of radius 2 px on the working copy gives about 0.06); a dark or washed-out copy keeps its value
+    of radius 2 px on the working copy gives about 0.05); a dark or washed-out copy keeps its value
     down to a range of ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side."""
     if min(gray.shape) < 3:
         return 0.0
@@ -88,32 +88,35 @@ def _clip(values: pd.Series | np.ndarray) -> pd.Series:
 @register
 class Dark(QualityCheck):
     name, label = "dark", "Too dark"
-    description = "nine pixels in ten darker than 20 % brightness (a dark scene with a lit subject is not)"
+    description = "nine pixels in ten darker than 18 % brightness (a dark scene with a lit subject is not)"
 
     def score(self, images: pd.DataFrame) -> pd.Series:
-        # 0.5 where the 90th percentile of brightness is 0.2; the made-to-be-dark copies of
-        # bench/quality_flags.py stay under 0.15, ordinary dark photos above 0.25.
-        return _clip(images["q_brightness_p90"] / 0.4)
+        # 0.5 where the 90th percentile of brightness is 0.18: the made-to-be-dark copies of
+        # bench/quality_flags.py stay under 0.15, the darkest good photos (night streets, a stage)
+        # are at 0.21 and up.
+        return _clip(images["q_brightness_p90"] / 0.36)
 
 
 @register
 class Bright(QualityCheck):
     name, label = "bright", "Too bright"
-    description = "nine pixels in ten brighter than 80 % (washed out; a subject on white is not)"
+    description = "nine pixels in ten brighter than 82 % (washed out; a subject on white is not)"
 
     def score(self, images: pd.DataFrame) -> pd.Series:
-        return _clip((1.0 - images["q_brightness_p10"]) / 0.4)
+        # 0.5 where the 10th percentile is 0.82: the washed-out copies are over 0.85, the
+        # brightest good photos (an insect on white card) under 0.8.
+        return _clip((1.0 - images["q_brightness_p10"]) / 0.36)
 
 
 @register
 class Blurry(QualityCheck):
     name, label = "blurry", "Blurry"
-    description = "even the strongest edges are soft (edge sharpness under 0.1, whatever the contrast)"
+    description = "even the strongest edges are soft (edge sharpness under 0.08, whatever the contrast)"
 
     def score(self, images: pd.DataFrame) -> pd.Series:
-        # Edge sharpness on the ~256 px working copy: photos give 0.2-1 (a smooth photo with one
-        # sharp subject too); a blur of radius 4-6 px on a full-size photo gives under 0.07.
-        return _clip(images["q_edge_sharpness"] / 0.2)
+        # Edge sharpness on the ~256 px working copy: good photos give 0.1-1 (a smooth photo with
+        # one sharp subject too); a blur of radius 4-6 px on a full-size photo gives under 0.065.
+        return _clip(images["q_edge_sharpness"] / 0.16)
 
 
 @register
