@@ -1,6 +1,7 @@
 """Quality flags on real photos: how many good photos each check flags, and its recall on made-to-be-bad copies.
 
     python -m bench.quality_flags [../shared/datasets/imagenet-sample] [--per-variant 100] [--seed 0] [--list N]
+        [--thumbnails]
 
 Every photo of labels.csv goes through the ingest decode (``core.images.decode``: the ~256 px
 working copy) and ``core.quality.image_stats``; the checks then run on the whole set at once, as
@@ -20,8 +21,9 @@ through the same path:
 "lowest unflagged score" is the good photo closest to being flagged and "highest copy score" the
 made-to-be-bad copy closest to passing (the threshold lies between them); "also flags" counts
 the copies made bad in another way that this check flags too. Nothing is written to disk.
-``--list N`` prints the N lowest-scoring originals per check (to
-look at the borderline photos).
+``--list N`` prints the N lowest-scoring originals per check (to look at the borderline
+photos). ``--thumbnails`` measures every image on its WebP thumbnail (longest side 256 px)
+instead, as ``core.collection`` does for payloads stored without stats.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from bench.common import timer
 from bench.tables import pct, table
-from core.images import WORKING_SIDE, decode
+from core.images import WORKING_SIDE, decode, open_rgb, thumbnail_bytes
 from core.quality import CHECKS, image_stats, run_checks, stats_frame
 
 DEFAULT_DATASET = Path("../shared/datasets/imagenet-sample")
@@ -92,10 +94,12 @@ def read_files(dataset: Path) -> list[str]:
         return [row["file"] for row in csv.DictReader(handle)]
 
 
-def measure(image_id: str, data: bytes) -> dict[str, object]:
-    """What ingest stores and load_collection gives the checks: size and quality stats."""
+def measure(image_id: str, data: bytes, thumbnails: bool = False) -> dict[str, object]:
+    """What ingest stores and load_collection gives the checks: size and quality stats, measured on
+    the working copy (ingest) or on the WebP thumbnail (core.collection's backfill of older payloads)."""
     decoded = decode(data)
-    return {"id": image_id, "width": decoded.width, "height": decoded.height, "quality": image_stats(decoded.image)}
+    measured = open_rgb(thumbnail_bytes(decoded)) if thumbnails else decoded.image
+    return {"id": image_id, "width": decoded.width, "height": decoded.height, "quality": image_stats(measured)}
 
 
 def jpeg_bytes(image: Image.Image) -> bytes:
@@ -104,15 +108,15 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def build_rows(dataset: Path, files: list[str], per_variant: int, seed: int) -> pd.DataFrame:
+def build_rows(dataset: Path, files: list[str], per_variant: int, seed: int, thumbnails: bool = False) -> pd.DataFrame:
     """One row per original and per made-to-be-bad copy; ``kind`` is ``original`` or the variant."""
-    rows = [measure(f, (dataset / "images" / f).read_bytes()) | {"kind": "original"} for f in files]
+    rows = [measure(f, (dataset / "images" / f).read_bytes(), thumbnails) | {"kind": "original"} for f in files]
     for number, (kind, make) in enumerate(VARIANTS.items()):
         rng = np.random.default_rng([seed, number])
         for file in rng.choice(files, size=min(per_variant, len(files)), replace=False):
             with Image.open(dataset / "images" / file) as source:
                 altered = make(ImageOps.exif_transpose(source).convert("RGB"), rng)
-            rows.append(measure(f"{kind}:{file}", jpeg_bytes(altered)) | {"kind": kind})
+            rows.append(measure(f"{kind}:{file}", jpeg_bytes(altered), thumbnails) | {"kind": kind})
     frame = pd.DataFrame(rows)
     return pd.concat([frame, stats_frame(frame["quality"])], axis=1)
 
@@ -184,14 +188,20 @@ def main() -> None:
     parser.add_argument("--per-variant", type=int, default=100, help="made-to-be-bad copies per kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", type=int, default=0, metavar="N", help="print the N lowest originals per check")
+    parser.add_argument(
+        "--thumbnails", action="store_true", help="measure on the thumbnails, as the backfill of older payloads does"
+    )
     args = parser.parse_args()
     if not (args.dataset / "labels.csv").is_file():
         parser.error(f"no labels.csv in {args.dataset}: give the folder of the shared photos")
 
     files = read_files(args.dataset)
     with timer() as t:
-        frame = build_rows(args.dataset, files, args.per_variant, args.seed)
-    print(f"{len(files)} photos and {len(frame) - len(files)} made-to-be-bad copies measured in {t[0]:.0f} s\n")
+        frame = build_rows(args.dataset, files, args.per_variant, args.seed, args.thumbnails)
+    where = "thumbnails" if args.thumbnails else "working copies"
+    print(
+        f"{len(files)} photos and {len(frame) - len(files)} made-to-be-bad copies measured ({where}) in {t[0]:.0f} s\n"
+    )
     print(report(frame, args.list))
 
 
