@@ -194,9 +194,11 @@ def _ingest(args: argparse.Namespace) -> int:
         f"{len(results)} files: {counts['stored']} stored, {counts['present']} already present, "
         f"{counts['rejected']} rejected"
     )
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped (hidden or system files)"
     if ingestor.stopped:
-        skipped = sum(1 for r in results if (r.reason or "").startswith("not attempted: "))
-        summary += f" ({skipped} not attempted)"
+        unattempted = sum(1 for r in results if (r.reason or "").startswith("not attempted: "))
+        summary += f" ({unattempted} not attempted)"
         print(f"stopped: {ingestor.stopped}", file=sys.stderr)
     print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
