@@ -1,8 +1,10 @@
 """Explorer logic: 2D/3D UMAP projections of a user's embeddings, sampled, coloured and cached.
 
-UMAP (umap-learn, cosine metric) runs on a PCA reduction to 50 dimensions with exact neighbours
-from faiss: several times faster on 512-d embeddings, and the neighbourhoods it preserves stay. Above ``max_points``
-a stratified sample (proportional to k-means groups of the embeddings) is projected instead.
+UMAP (umap-learn, cosine metric) runs on a PCA reduction to 50 dimensions with neighbours given
+to it: the collection's shared neighbour graph (``core.graph``) when every image is shown, else
+exact faiss neighbours of the sample. Several times faster on 512-d embeddings than UMAP's own
+search, and the neighbourhoods it preserves stay. Above ``max_points`` a stratified sample
+(proportional to k-means groups of the embeddings) is projected instead.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from core.cache import ResultCache
 from core.collection import Collection, load_collection
 from core.duplicates import duplicate_report
 from core.embed import normalise
+from core.graph import NeighbourGraph
 from core.quality import CHECKS
-from core.services import Services
+from core.services import AnalysisServices, Services
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,11 @@ class ProjectionParams:
             raise ValueError("max_points must be at least 10")
 
 
-def project(vectors: np.ndarray, params: ProjectionParams = ProjectionParams()) -> np.ndarray:
-    """UMAP coordinates, shape (n, dims); deterministic for a given seed."""
+def project(
+    vectors: np.ndarray, params: ProjectionParams = ProjectionParams(), graph: NeighbourGraph | None = None
+) -> np.ndarray:
+    """UMAP coordinates, shape (n, dims); deterministic for a given seed. ``graph``: the rows'
+    neighbour graph (else exact neighbours of the PCA reduction are searched here)."""
     import umap  # imported lazily: numba compiles on first import (several seconds)
 
     n = len(vectors)
@@ -64,12 +70,17 @@ def project(vectors: np.ndarray, params: ProjectionParams = ProjectionParams()) 
     if vectors.shape[1] > PCA_DIMENSIONS and n > PCA_DIMENSIONS:
         reduced = PCA(n_components=PCA_DIMENSIONS, random_state=params.seed).fit_transform(vectors)
     reduced = np.ascontiguousarray(normalise(reduced))
-    # Exact cosine neighbours from faiss (each point first in its own list, as UMAP expects)
-    # replace UMAP's own approximate search: faster here, and the same for every run.
+    # Neighbours given to UMAP (each point first in its own list, as UMAP expects) replace its own
+    # approximate search: faster here, and the same for every run.
     neighbours = min(params.n_neighbors, n - 1)
-    index = faiss.IndexFlatIP(reduced.shape[1])
-    index.add(reduced)
-    similarities, indices = index.search(reduced, neighbours)
+    if graph is not None and graph.k >= neighbours - 1:
+        others, similarities = graph.first(neighbours - 1)
+        indices = np.hstack([np.arange(n)[:, None], others])
+        similarities = np.hstack([np.ones((n, 1), np.float32), similarities])
+    else:
+        index = faiss.IndexFlatIP(reduced.shape[1])
+        index.add(reduced)
+        similarities, indices = index.search(reduced, neighbours)
     distances = np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
     reducer = umap.UMAP(
         n_components=params.dims,
@@ -109,7 +120,9 @@ def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndar
 def projection_frame(collection: Collection, params: ProjectionParams) -> pd.DataFrame:
     """Coordinates (x, y[, z]) with id and filename for the (possibly sampled) collection."""
     rows = stratified_sample(collection.vectors, params.max_points, params.seed)
-    coordinates = project(collection.vectors[rows], params)
+    whole = len(rows) == len(collection)
+    graph = collection.neighbours(params.n_neighbors) if whole else None
+    coordinates = project(np.asarray(collection.vectors[rows]), params, graph)
     frame = collection.images.iloc[rows][["id", "filename"]].reset_index(drop=True)
     for axis, name in enumerate("xyz"[: params.dims]):
         frame[name] = coordinates[:, axis]
@@ -118,7 +131,11 @@ def projection_frame(collection: Collection, params: ProjectionParams) -> pd.Dat
 
 
 def explorer_data(
-    services: Services, user: str, params: ProjectionParams, cache: ResultCache | None = None, colour: str | None = None
+    services: Services | AnalysisServices,
+    user: str,
+    params: ProjectionParams,
+    cache: ResultCache | None = None,
+    colour: str | None = None,
 ) -> pd.DataFrame:
     """What the Explorer page plots: cached coordinates plus the colour columns.
 
@@ -127,7 +144,7 @@ def explorer_data(
     clusters, the costliest, are computed only when ``colour`` asks for them.
     """
     collection = load_collection(services, user)
-    key = {"fingerprint": collection.fingerprint, "model": services.embedder.name, **asdict(params), "version": 2}
+    key = {"fingerprint": collection.fingerprint, "model": services.model_name, **asdict(params), "version": 2}
     frame = (
         projection_frame(collection, params)
         if cache is None
@@ -138,7 +155,9 @@ def explorer_data(
     return frame
 
 
-def _colours(services: Services, collection: Collection, cache: ResultCache | None, colour: str | None) -> pd.DataFrame:
+def _colours(
+    services: Services | AnalysisServices, collection: Collection, cache: ResultCache | None, colour: str | None
+) -> pd.DataFrame:
     """Per-image values to colour by (duplicate clusters only when asked for)."""
     anomalies = cached_scores(services, collection, "knn", DEFAULT_K, True, cache)  # the Anomalies page's report
     flags = anomalies[[f"is_{name}_issue" for name in CHECKS]]
@@ -171,7 +190,7 @@ def ids_at_points(frame: pd.DataFrame, points: list[dict]) -> list[str]:
     return list(dict.fromkeys(i for i in found if i is not None))
 
 
-def write_projection(services: Services, user: str, path: str, params: ProjectionParams) -> int:
+def write_projection(services: Services | AnalysisServices, user: str, path: str, params: ProjectionParams) -> int:
     """``python -m core project``: the same coordinates as the page, as CSV. Returns rows written."""
     frame = explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour="tag")
     frame[["id", "filename", *"xyz"[: params.dims]]].to_csv(path, index=False)
