@@ -1,6 +1,6 @@
-"""Sparse neighbour search with faiss: k nearest by cosine, and pHash pairs within a Hamming radius.
+"""Exact k nearest neighbours by cosine with faiss (pHash pairs: ``core.hamming``).
 
-Never an n x n matrix: memory grows with n * k (or with the number of close pairs).
+Never an n x n matrix: memory grows with n * k.
 """
 
 from __future__ import annotations
@@ -42,18 +42,3 @@ def drop_self(indices: np.ndarray, similarities: np.ndarray, rows: np.ndarray, k
     out_idx[:, :found] = kept_idx
     out_sim[:, :found] = np.where(kept_idx >= 0, kept_sim, -np.inf)
     return out_idx, out_sim
-
-
-def hamming_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) of 64-bit hashes within ``max_distance`` bits: (i, j, distance)."""
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    if len(hashes) < 2:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    codes = np.ascontiguousarray(hashes.astype(">u8").view(np.uint8).reshape(-1, 8))
-    index = faiss.IndexBinaryFlat(64)
-    index.add(codes)
-    limits, distances, neighbours = index.range_search(codes, max_distance + 1)  # radius is exclusive
-    rows = np.repeat(np.arange(len(hashes)), np.diff(limits).astype(np.int64))
-    upper = rows < neighbours
-    return rows[upper], neighbours[upper].astype(np.int64), distances[upper].astype(np.int64)
