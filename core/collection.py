@@ -71,8 +71,51 @@ def load_collection(services: Services | AnalysisServices, user: str) -> Collect
         snapshot = cache.load(user)  # the stats were written to the index, and so to the cache
         images = snapshot.rows.copy()
     images = pd.concat([images, stats_frame(images["quality"])], axis=1)
-    graphs = GraphStore(services.settings.data_dir / "cache" / "graph", services.index.collection)
-    return Collection(user, images.reset_index(drop=True), snapshot.vectors, snapshot, graphs)
+    return Collection(user, images.reset_index(drop=True), snapshot.vectors, snapshot, _graphs(services))
+
+
+@dataclass(frozen=True)
+class GraphStatus:
+    """What the pages say about the neighbour graph they are looking at."""
+
+    version: int
+    count: int
+    exact: bool
+    recall: float | None
+    changed: int  # rows changed since the last full build
+    pending: bool  # the collection changed since: the next analysis patches (or rebuilds) it
+
+    def describe(self) -> str:
+        how = "exact" if self.exact else f"approximate, recall@10 {self.recall:.3f}"
+        text = f"Neighbour graph v{self.version} · {self.count:,} images · {how}"
+        if self.changed:
+            text += f" · {self.changed:,} changed since the last full build"
+        return text + (" · update pending" if self.pending else "")
+
+
+def graph_status(services: Services | AnalysisServices, user: str) -> GraphStatus | None:
+    """The stored graph of ``user`` (read from its metadata only), or None before the first one."""
+    info = _graphs(services).info(user)
+    if info is None:
+        return None
+    latest = cache_of(services.index, vector_cache_root(services.settings)).latest(user)
+    return GraphStatus(
+        version=info["version"],
+        count=info["count"],
+        exact=info["exact"],
+        recall=info["recall"],
+        changed=info["changed"],
+        pending=latest != info["seq"],
+    )
+
+
+def rebuild_graph(services: Services | AnalysisServices, user: str) -> NeighbourGraph:
+    """Build the user's graph again from scratch (the pages' "Recompute")."""
+    return load_collection(services, user).neighbours(rebuild=True)
+
+
+def _graphs(services: Services | AnalysisServices) -> GraphStore:
+    return GraphStore(services.settings.data_dir / "cache" / "graph", services.index.collection)
 
 
 def _backfill_quality(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:

@@ -64,10 +64,6 @@ class NeighbourGraph:
             raise ValueError(f"the graph holds {self.k} neighbours per image, {k} were asked for")
         return self.indices[:, :k], self.similarities[:, :k]
 
-    def describe(self) -> str:
-        how = "exact" if self.exact else f"approximate, recall@10 {self.recall:.3f}"
-        return f"neighbour graph v{self.version} ({len(self):,} images, {self.k} neighbours, {how})"
-
 
 def build(vectors: np.ndarray, k: int = GRAPH_K, exact_limit: int = EXACT_LIMIT, seed: int = 0) -> NeighbourGraph:
     """The graph of unit-length ``vectors``: exact up to ``exact_limit`` rows, IVF above."""
@@ -219,6 +215,7 @@ class GraphStore:
     ) -> NeighbourGraph:
         """The graph of this snapshot of the user's collection (built, patched or read back)."""
         folder = self.root / check_user(user)
+        previous = self._meta(folder)
         stored = None if rebuild else self._read(folder, epoch, k)
         if stored is not None and stored[1] == seq and len(stored[2]) == len(ids):
             return stored[0]
@@ -233,10 +230,14 @@ class GraphStore:
             if changes <= REBUILD_FRACTION * max(len(ids), 1):
                 graph = update(old_graph, vectors, moved, added)
         if graph is None:
-            version = stored[0].version + 1 if stored is not None else 1
+            version = previous["version"] + 1 if previous is not None else 1
             graph = replace(build(vectors, max(k, GRAPH_K)), version=version)
         self._write(folder, graph, ids, seq, epoch)
         return graph
+
+    def info(self, user: str) -> dict | None:
+        """What is stored for ``user`` (version, count, exact, recall, changed, seq), if anything."""
+        return self._meta(self.root / check_user(user))
 
     def _meta(self, folder: Path) -> dict | None:
         try:

@@ -106,6 +106,11 @@ class VectorCache(IndexObserver):
                 snapshot = self._rebuild(user, folder)
             return snapshot
 
+    def latest(self, user: str) -> int | None:
+        """The sequence number the user's cache will have once folded; None if it must be rebuilt."""
+        folder = self._folder(user)
+        return None if (folder / "dirty").exists() else self._last_seq(folder)
+
     def write(self, user: str, ids: Sequence[str], vectors: np.ndarray, payloads: pd.DataFrame) -> Snapshot:
         """Replace the user's cache with these rows (a rebuild, or the benchmark's bulk load)."""
         folder = self._folder(user)

@@ -76,6 +76,7 @@ shown = min(count, params.max_points)
 with st.status(f"Projecting {shown:,} images and scoring them (once; then cached)…", expanded=False) as status:
     data = _data(id(services), user, version, count, params, color)
     status.update(label=f"Projected {len(data):,} images", state="complete")
+ui.graph_panel(user, "explorer")
 if data.attrs.get("total", len(data)) > len(data):
     st.info(
         f"Showing a stratified sample of {len(data):,} of {data.attrs['total']:,} images (set the limit in "
