@@ -70,8 +70,18 @@ def load_collection(services: Services | AnalysisServices, user: str) -> Collect
     if _backfill_quality(services, user, images):
         snapshot = cache.load(user)  # the stats were written to the index, and so to the cache
         images = snapshot.rows.copy()
+    return from_snapshot(user, snapshot, _graphs(services), images)
+
+
+def from_snapshot(
+    user: str, snapshot: Snapshot, graphs: GraphStore | None, images: pd.DataFrame | None = None
+) -> Collection:
+    """The collection of a vector-cache snapshot (``images``: its rows, if already adjusted)."""
+    images = snapshot.rows if images is None else images
+    if "quality" not in images:
+        images = images.assign(quality=None)
     images = pd.concat([images, stats_frame(images["quality"])], axis=1)
-    return Collection(user, images.reset_index(drop=True), snapshot.vectors, snapshot, _graphs(services))
+    return Collection(user, images.reset_index(drop=True), snapshot.vectors, snapshot, graphs)
 
 
 @dataclass(frozen=True)

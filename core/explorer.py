@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PCA_DIMENSIONS = 50
 DEFAULT_MAX_POINTS = 20_000
+PCA_FIT_ROWS = 100_000
 COLOR_OPTIONS = ("anomaly score", "duplicate cluster", "quality flag", "tag", "upload date")
 
 
@@ -103,7 +104,7 @@ def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndar
         return np.arange(n)
     groups = min(50, size // 10)
     if vectors.shape[1] > PCA_DIMENSIONS:
-        vectors = PCA(n_components=PCA_DIMENSIONS, random_state=seed).fit_transform(vectors)
+        vectors = _reduce(vectors, seed)
     labels = MiniBatchKMeans(n_clusters=groups, random_state=seed, n_init=3, batch_size=4096).fit_predict(vectors)
     rng = np.random.default_rng(seed)
     chosen = []
@@ -115,6 +116,18 @@ def stratified_sample(vectors: np.ndarray, size: int, seed: int = 42) -> np.ndar
     if len(picked) > size:
         picked = rng.choice(picked, size=size, replace=False)
     return np.sort(picked)
+
+
+def _reduce(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """PCA to 50 dimensions; above ``PCA_FIT_ROWS`` rows fitted on a sample and applied in chunks,
+    so memory stays near the (memory-mapped) vectors themselves."""
+    n = len(vectors)
+    if n <= PCA_FIT_ROWS:
+        return PCA(n_components=PCA_DIMENSIONS, random_state=seed).fit_transform(vectors)
+    sample = np.sort(np.random.default_rng(seed).choice(n, PCA_FIT_ROWS, replace=False))
+    pca = PCA(n_components=PCA_DIMENSIONS, random_state=seed).fit(np.asarray(vectors[sample]))
+    chunks = range(0, n, PCA_FIT_ROWS)
+    return np.vstack([pca.transform(np.asarray(vectors[s : s + PCA_FIT_ROWS])) for s in chunks]).astype(np.float32)
 
 
 def projection_frame(collection: Collection, params: ProjectionParams) -> pd.DataFrame:

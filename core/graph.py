@@ -118,11 +118,9 @@ def _approximate(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np
 
 def _exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``k`` nearest of ``vectors[rows]`` among all rows, without the row itself."""
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    similarities, indices = index.search(vectors[rows], min(k + 1, len(vectors)))
-    indices, similarities = drop_self(indices, similarities, rows, k)
-    return indices, similarities
+    queries = np.ascontiguousarray(vectors[rows])
+    similarities, indices = faiss.knn(queries, vectors, min(k + 1, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
+    return drop_self(indices, similarities, rows, k)
 
 
 # --- incremental update ---------------------------------------------------------------------------
@@ -144,22 +142,23 @@ def update(graph: NeighbourGraph, vectors: np.ndarray, moved: np.ndarray, added:
     mapped = np.where(old >= 0, moved[np.where(old >= 0, old, 0)], -1)
     indices[rows] = mapped
     similarities[rows] = np.where(mapped >= 0, graph.similarities[survivors], -np.inf)
-    lost = rows[((old >= 0) & (mapped < 0)).any(axis=1)]
-    _sort_rows(indices, similarities, rows)
+    lost = rows[((old >= 0) & (mapped < 0)).any(axis=1)]  # rewritten below, whatever their order
 
     if len(added):
         found, found_sim = _exact_rows(vectors, added, k)
         indices[added], similarities[added] = found, found_sim
-        # Every surviving image: are any of the new ones among its nearest?
-        fresh = faiss.IndexFlatIP(vectors.shape[1])
-        fresh.add(vectors[added])
-        near_sim, near = fresh.search(vectors[rows], min(k, len(added)))
-        near = np.where(near >= 0, added[np.where(near >= 0, near, 0)], -1)
-        merged_idx = np.concatenate([indices[rows], near], axis=1)
-        merged_sim = np.concatenate([similarities[rows], np.where(near >= 0, near_sim, -np.inf)], axis=1)
+        # Every surviving image: are any of the new ones among its nearest? (All rows are queried,
+        # which spares a copy of the survivors' vectors; the new rows' answers are not used.)
+        near_sim, near = faiss.knn(
+            vectors, np.ascontiguousarray(vectors[added]), min(k, len(added)), metric=faiss.METRIC_INNER_PRODUCT
+        )
+        changes = near_sim[rows, 0] > similarities[rows, -1]  # only these lists change
+        closer, near, near_sim = rows[changes], added[near[rows[changes]]], near_sim[rows[changes]]
+        merged_idx = np.concatenate([indices[closer], near], axis=1)
+        merged_sim = np.concatenate([similarities[closer], near_sim], axis=1)
         order = np.argsort(-merged_sim, axis=1, kind="stable")[:, :k]
-        indices[rows] = np.take_along_axis(merged_idx, order, axis=1)
-        similarities[rows] = np.take_along_axis(merged_sim, order, axis=1)
+        indices[closer] = np.take_along_axis(merged_idx, order, axis=1)
+        similarities[closer] = np.take_along_axis(merged_sim, order, axis=1)
 
     if len(lost):  # the next-nearest beyond the old list is unknown: search these rows again
         if graph.exact:
@@ -168,12 +167,6 @@ def update(graph: NeighbourGraph, vectors: np.ndarray, moved: np.ndarray, added:
             _refill_from_neighbours(vectors, indices, similarities, lost)
     changed = graph.changed + int((moved < 0).sum()) + len(added)
     return replace(graph, indices=indices, similarities=similarities, version=graph.version + 1, changed=changed)
-
-
-def _sort_rows(indices: np.ndarray, similarities: np.ndarray, rows: np.ndarray) -> None:
-    order = np.argsort(-similarities[rows], axis=1, kind="stable")
-    indices[rows] = np.take_along_axis(indices[rows], order, axis=1)
-    similarities[rows] = np.take_along_axis(similarities[rows], order, axis=1)
 
 
 def _refill_from_neighbours(
