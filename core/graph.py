@@ -109,7 +109,7 @@ def _approximate(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np
         recall = float(np.mean(np.sum(found >= truth[:, -1:] - 1e-5, axis=1) / 10))
         if recall >= TARGET_RECALL + TUNING_MARGIN:
             break
-        nprobe *= 2
+        nprobe = max(nprobe + 1, round(nprobe * 1.5))  # fine steps: each probe costs n / nlist per query
     log.info("IVF graph: %d lists, nprobe %d, recall@10 %.3f on %d queries", nlist, nprobe, recall, len(queries))
     similarities, indices = index.search(vectors, k + 1)
     indices, similarities = drop_self(indices, similarities, np.arange(n), k)
