@@ -98,7 +98,10 @@ def _multi_index(
             starts = np.zeros((1 << substring.bits) + 1, dtype=np.int64)
             np.cumsum(np.bincount(keys.astype(np.int64), minlength=1 << substring.bits), out=starts[1:])
         for mask in _masks(substring.bits, substring.radius):
-            probe = keys ^ np.uint64(mask)
+            # Two buckets ``mask`` apart differ in the mask's top bit: probe only from the one
+            # where it is 0, so each pair of buckets is visited once.
+            rows = np.arange(n) if mask == 0 else np.flatnonzero(keys & np.uint64(1 << (mask.bit_length() - 1)) == 0)
+            probe = keys[rows] ^ np.uint64(mask)
             if dense:
                 low, high = starts[probe.astype(np.int64)], starts[probe.astype(np.int64) + 1]
             else:
@@ -108,18 +111,19 @@ def _multi_index(
             total = int(sizes.sum())
             if total == 0:
                 continue
-            queries = np.repeat(np.arange(n), sizes)
+            queries = np.repeat(rows, sizes)
             offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
             others = order[np.repeat(low, sizes) + offsets]
-            upper = queries < others  # each pair once per mask (a mask's flips are symmetric)
-            queries, others = queries[upper], others[upper]
+            if mask == 0:  # the same bucket: each pair once
+                queries, others = queries[queries < others], others[queries < others]
             close = np.bitwise_count(hashes[queries] ^ hashes[others]) <= max_distance
             found_i.append(queries[close])
             found_j.append(others[close])
     if not found_i:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    pairs = np.unique(np.concatenate(found_i).astype(np.int64) * n + np.concatenate(found_j))
+    first, second = np.concatenate(found_i).astype(np.int64), np.concatenate(found_j).astype(np.int64)
+    pairs = np.unique(np.minimum(first, second) * n + np.maximum(first, second))
     i, j = pairs // n, pairs % n
     return i, j, np.bitwise_count(hashes[i] ^ hashes[j]).astype(np.int64)
 
