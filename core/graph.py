@@ -147,13 +147,10 @@ def update(graph: NeighbourGraph, vectors: np.ndarray, moved: np.ndarray, added:
     if len(added):
         found, found_sim = _exact_rows(vectors, added, k)
         indices[added], similarities[added] = found, found_sim
-        # Every surviving image: are any of the new ones among its nearest? (All rows are queried,
-        # which spares a copy of the survivors' vectors; the new rows' answers are not used.)
-        near_sim, near = faiss.knn(
-            vectors, np.ascontiguousarray(vectors[added]), min(k, len(added)), metric=faiss.METRIC_INNER_PRODUCT
-        )
-        changes = near_sim[rows, 0] > similarities[rows, -1]  # only these lists change
-        closer, near, near_sim = rows[changes], added[near[rows[changes]]], near_sim[rows[changes]]
+        if graph.exact:
+            closer, near, near_sim = _new_among_nearest(vectors, rows, added, similarities, k)
+        else:
+            closer, near, near_sim = _reverse_offers(found, found_sim, added, similarities)
         merged_idx = np.concatenate([indices[closer], near], axis=1)
         merged_sim = np.concatenate([similarities[closer], near_sim], axis=1)
         order = np.argsort(-merged_sim, axis=1, kind="stable")[:, :k]
@@ -167,6 +164,40 @@ def update(graph: NeighbourGraph, vectors: np.ndarray, moved: np.ndarray, added:
             _refill_from_neighbours(vectors, indices, similarities, lost)
     changed = graph.changed + int((moved < 0).sum()) + len(added)
     return replace(graph, indices=indices, similarities=similarities, version=graph.version + 1, changed=changed)
+
+
+def _new_among_nearest(
+    vectors: np.ndarray, rows: np.ndarray, added: np.ndarray, similarities: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact: the rows whose lists the new ones enter, with their nearest new rows (best first).
+
+    Every row is queried against the new ones (which spares a copy of the survivors' vectors)."""
+    near_sim, near = faiss.knn(
+        vectors, np.ascontiguousarray(vectors[added]), min(k, len(added)), metric=faiss.METRIC_INNER_PRODUCT
+    )
+    changes = near_sim[rows, 0] > similarities[rows, -1]
+    return rows[changes], added[near[rows[changes]]], near_sim[rows[changes]]
+
+
+def _reverse_offers(
+    found: np.ndarray, found_sim: np.ndarray, added: np.ndarray, similarities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate: each new row is offered to the lists of its own nearest rows (reverse
+    neighbours, as in NN-descent), one (rows, offers, similarities) padded matrix."""
+    targets, offers, scores = found.ravel(), np.repeat(added, found.shape[1]), found_sim.ravel()
+    keep = (targets >= 0) & ~np.isin(targets, added)
+    targets, offers, scores = targets[keep], offers[keep], scores[keep]
+    keep = scores > similarities[targets, -1]  # better than the list's last entry
+    targets, offers, scores = targets[keep], offers[keep], scores[keep]
+    rows, slot_of = np.unique(targets, return_inverse=True)
+    order = np.argsort(slot_of, kind="stable")
+    counts = np.bincount(slot_of, minlength=len(rows))
+    column = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    near = np.full((len(rows), max(1, counts.max(initial=1))), -1, dtype=np.int64)
+    near_sim = np.full(near.shape, -np.inf, dtype=np.float32)
+    near[slot_of[order], column] = offers[order]
+    near_sim[slot_of[order], column] = scores[order]
+    return rows, near, near_sim
 
 
 def _refill_from_neighbours(
