@@ -153,6 +153,12 @@ def time_second_visit(root: Path, dim: int, results: ResultCache) -> Row:
     return Row("second visit: collection + graph + anomaly report from the caches", t[0], "", "<= 2 s at 100k")
 
 
+def report(rows: list[Row], row: Row) -> None:
+    """Keep ``row`` and print it at once (a long run shows its progress)."""
+    rows.append(row)
+    print(f"{row.stage}: {row.seconds:.1f} s, peak RSS {row.peak_mb:,.0f} MB; {row.result}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -181,23 +187,27 @@ def main() -> None:
     print(
         f"{args.images:,} images, {args.dim}-d vectors; planted pairs: {len(planted.exact)} exact, "
         f"{len(planted.near)} near, {len(planted.semantic)} semantic; outliers: {args.outliers} single + a "
-        f"group of {args.group}; vector cache written in {t[0]:.1f} s under {root}"
+        f"group of {args.group}; vector cache written in {t[0]:.1f} s under {root}",
+        flush=True,
     )
     graphs = GraphStore(root / "graph", COLLECTION)
+    rows: list[Row] = []
     row, collection = time_load(cache, graphs)
-    rows = [row, *time_graph(collection, args.queries, args.seed)]
-    rows.append(time_duplicates(collection, planted))
-    rows.append(time_anomalies(collection, np.concatenate([singles, group])))
+    report(rows, row)
+    for row in time_graph(collection, args.queries, args.seed):
+        report(rows, row)
+    report(rows, time_duplicates(collection, planted))
+    report(rows, time_anomalies(collection, np.concatenate([singles, group])))
     together = rows[1].seconds + rows[3].seconds + rows[4].seconds
-    rows.append(Row("graph + duplicates + anomalies", together, "", "<= 90 s at 100k"))
+    report(rows, Row("graph + duplicates + anomalies", together, "", "<= 90 s at 100k"))
     results = ResultCache(root / "results")
     time_second_visit(root, args.dim, results)  # fills the anomaly result cache
-    rows.append(time_second_visit(root, args.dim, results))
+    report(rows, time_second_visit(root, args.dim, results))
     if not args.skip_explorer:
-        rows.append(time_explorer(collection))
+        report(rows, time_explorer(collection))
     version = collection.neighbours().version
     del collection
-    rows.append(time_upload(cache, graphs, version, args.upload, args.dim, args.seed))
+    report(rows, time_upload(cache, graphs, version, args.upload, args.dim, args.seed))
     print_table(rows)
     print(f"\npeak RSS: {peak_rss_mb():,.0f} MB (target <= 8,192 MB)")
 

@@ -193,6 +193,47 @@ def _colours(
     return colours
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where an image is on the map: its own point, or the nearest shown image's (not sampled)."""
+
+    image_id: str
+    shown_as: str  # the id of the point that stands for it
+    x: float
+    y: float
+    z: float | None = None
+
+    @property
+    def on_map(self) -> bool:
+        return self.image_id == self.shown_as
+
+
+def locate(frame: pd.DataFrame, collection: Collection, image_id: str) -> Location | None:
+    """Any image of the collection on a (possibly sampled) map; None if it is not in it.
+
+    An image left out of the sample is placed at its nearest neighbour that is shown, found in
+    the collection's neighbour graph (or, if none of its listed neighbours is shown, by cosine
+    among the shown images)."""
+    shown = pd.Index(frame["id"])
+    ids = pd.Index(collection.images["id"])
+    position = ids.get_indexer([image_id])[0]
+    if position < 0:
+        return None
+    if image_id in shown:
+        stand_in = image_id
+    else:
+        neighbours = collection.neighbours().indices[position]
+        listed = [ids[n] for n in neighbours if n >= 0 and ids[n] in shown]
+        if listed:
+            stand_in = listed[0]
+        else:
+            rows = ids.get_indexer(shown)
+            stand_in = shown[int(np.argmax(np.asarray(collection.vectors[rows]) @ collection.vectors[position]))]
+    point = frame.iloc[shown.get_loc(stand_in)]
+    z = float(point["z"]) if "z" in frame else None
+    return Location(image_id, stand_in, float(point["x"]), float(point["y"]), z)
+
+
 def ids_at_points(frame: pd.DataFrame, points: list[dict]) -> list[str]:
     """Image ids of the points a Plotly selection returned (matched by their coordinates, since
     colour groups split the points into several traces)."""
