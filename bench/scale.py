@@ -129,9 +129,10 @@ def time_explorer(collection: Collection) -> Row:
 def time_upload(cache: VectorCache, graphs: GraphStore, before: int, count: int, dim: int, seed: int) -> Row:
     rng = np.random.default_rng(seed + 2)
     vectors = normalise(rng.standard_normal(size=(count, dim), dtype=np.float32))
+    hashes = rng.integers(0, np.iinfo(np.uint64).max, size=count, dtype=np.uint64, endpoint=True)
     records = tuple(
-        ImageRecord(f"upload-{i:05d}", {"user": USER, "filename": f"new_{i}.jpg", "phash": f"{i:016x}"}, vectors[i])
-        for i in range(count)
+        ImageRecord(f"upload-{i:05d}", {"user": USER, "filename": f"new_{i}.jpg", "phash": f"{h:016x}"}, vectors[i])
+        for i, h in enumerate(hashes)
     )
     cache.record([Change("upsert", USER, tuple(r.id for r in records), records)])  # what the index hook logs
     with timer() as t:
