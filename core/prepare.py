@@ -17,14 +17,17 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from core.embed.transform import ImageTransform
 from core.hashing import phash_hex, pixel_sha256
 from core.images import FORMATS, ImageLimits, ImageRejected, decode, thumbnail_bytes
 from core.quality import image_stats
+
+if TYPE_CHECKING:  # torch is imported only where something is embedded
+    from core.embed.transform import ImageTransform
 
 
 @dataclass(frozen=True)
