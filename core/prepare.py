@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from core.hashing import phash_hex, pixel_sha256
-from core.images import FORMATS, ImageLimits, ImageRejected, decode, thumbnail_bytes
+from core.images import FormatInfo, ImageLimits, ImageRejected, decode, thumbnail_bytes
 from core.quality import image_stats
 
 if TYPE_CHECKING:  # torch is imported only where something is embedded
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # torch is imported only where something is embedded
 
 
 @dataclass(frozen=True)
-class PreparedImage:
+class PreparedImage(FormatInfo):
     """What ingest keeps of one decoded file. ``pixels`` is the model's input when the model
     splits its preprocessing; otherwise ``image`` (the working copy) goes to ``embed_images``."""
 
@@ -46,14 +46,6 @@ class PreparedImage:
     seconds: float = 0.0
     pixels: np.ndarray | None = field(default=None, repr=False)
     image: Image.Image | None = field(default=None, repr=False)
-
-    @property
-    def extension(self) -> str:
-        return FORMATS[self.format][0]
-
-    @property
-    def mime_type(self) -> str:
-        return FORMATS[self.format][1]
 
 
 def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | None) -> PreparedImage:
