@@ -182,7 +182,7 @@ def cached_scores(
         "method": method,
         "k": k,
         "checks": checks,
-        "version": 1,
+        "version": 2,  # 2: quality checks calibrated on real photos
     }
     return cache.get_or_compute(
         "anomalies", collection.user, key, lambda: detect_anomalies(collection, method, k, checks)
@@ -192,7 +192,12 @@ def cached_scores(
 def _reasons(row: tuple, issue_columns: list[str]) -> str:
     values = row._asdict()
     reasons = ["unlike the rest of the collection"] if values["is_anomaly"] else []
-    reasons += [CHECKS[c[3:-6]].label.lower() for c in issue_columns if values.get(c)]
+    for column in issue_columns:  # "is_dark_issue": the check's label with its score, to judge borderline ones
+        if values.get(column):
+            name = column[3:-6]
+            score = values.get(f"{name}_score")
+            shown = "" if score is None or pd.isna(score) else f" ({score:.2f} < {CHECKS[name].threshold:g})"
+            reasons.append(f"{CHECKS[name].label.lower()}{shown}")
     return ", ".join(reasons)
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
-from core.images import open_rgb
+from core.images import ImageLimits, decode, open_rgb
 from core.index import vector_cache_root
-from core.quality import STAT_COLUMNS, image_stats, stats_frame
+from core.quality import STAT_COLUMNS, image_stats, lacks_stats, stats_frame
 from core.services import AnalysisServices, Services
 from core.vectors import Snapshot, cache_of
 
@@ -129,16 +129,25 @@ def _graphs(services: Services | AnalysisServices) -> GraphStore:
 
 
 def _backfill_quality(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
-    """Quality stats from the thumbnail for images stored before stats were recorded."""
-    missing = images.index[[not isinstance(q, dict) or not q for q in images["quality"]]]
+    """Measure the quality stats of images stored before (some of) them were recorded.
+
+    From the stored original, decoded the way ingest decodes it (the checks are calibrated on
+    that working copy; on a thumbnail blur and low information are missed far more often), or from
+    the thumbnail when the original cannot be read. Runs once per image: the stats are saved.
+    """
+    settings = services.settings
+    limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
     written = False
-    for position in missing:
+    for position in images.index[[lacks_stats(q) for q in images["quality"]]]:
         row = images.loc[position]
         try:
-            stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
-        except Exception:  # an unreadable thumbnail: leave the checks blank for this image
-            log.warning("no quality stats for %s", row["id"], exc_info=True)
-            continue
+            stats = image_stats(decode(services.store.get(row["original_key"]), limits).image)
+        except Exception:  # an unreadable original: measure the thumbnail instead
+            try:
+                stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
+            except Exception:  # nothing readable: leave the checks blank for this image
+                log.warning("no quality stats for %s", row["id"], exc_info=True)
+                continue
         images.at[position, "quality"] = stats
         services.index.set_payload(user, [row["id"]], {"quality": stats})
         written = True

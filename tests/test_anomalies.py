@@ -132,8 +132,10 @@ def test_report_columns_and_reasons() -> None:
         assert report[f"{name}_score"].between(0, 1).all(), name
         assert report[f"is_{name}_issue"].dtype == bool, name
     assert report.loc["img-005", "is_dark_issue"] and not report.loc["img-005", "is_anomaly"]
-    assert report.loc["img-005", "reasons"] == "too dark"
-    assert report.loc["img-061", "reasons"] == "unlike the rest of the collection, grayscale"
+    dark, gray = report.loc["img-005", "dark_score"], report.loc["img-061", "grayscale_score"]
+    assert report.loc["img-005", "reasons"] == f"too dark ({dark:.2f} < {CHECKS['dark'].threshold:g})"
+    grayscale = f"grayscale ({gray:.2f} < {CHECKS['grayscale'].threshold:g})"
+    assert report.loc["img-061", "reasons"] == f"unlike the rest of the collection, {grayscale}"
     assert report.loc["img-060", "reasons"] == "unlike the rest of the collection"
     assert report.loc["img-000", "reasons"] == ""
 

@@ -406,38 +406,51 @@ def test_ingest_stores_quality_and_pixel_sha256(services: Services) -> None:
 
 
 def test_load_collection_backfills_missing_quality_and_persists_it(data_dir: Path) -> None:
+    """Payloads without stats, or with the stats of an older version, are measured again from the
+    original, the way ingest measures them, and the result is saved."""
     with tiny_services(data_dir) as services:
         ids = ingest_files(services, ALICE, ingest_set())
         original = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
         old = [ids["photo.jpg"], ids["black.png"]]
-        services.index.set_payload(ALICE, old, {"quality": None})
-        assert all(r.payload.get("quality") is None for r in services.index.retrieve(ALICE, old))
+        services.index.set_payload(ALICE, [old[0]], {"quality": None})
+        older_keys = {k: v for k, v in original[old[1]].items() if k not in ("brightness_p90", "edge_sharpness")}
+        services.index.set_payload(ALICE, [old[1]], {"quality": older_keys})
+        assert lacks_stats(services.index.retrieve(ALICE, [old[1]])[0].payload["quality"])
 
         collection = load_collection(services, ALICE)
         images = collection.images.set_index("id")
         assert images[STAT_COLUMNS].notna().all().all()
         stored = {r.id: r.payload for r in services.index.scroll(ALICE)}
         for image_id in old:
-            thumbnail = open_rgb(services.store.get(stored[image_id]["thumbnail_key"]))
-            expected = image_stats(thumbnail)
-            assert stored[image_id]["quality"] == pytest.approx(expected)
-            assert images.loc[image_id, "quality"] == pytest.approx(expected)
-            assert images.loc[image_id, "q_brightness"] == pytest.approx(expected["brightness"])
-            # from the thumbnail, close to what ingest measured on the working copy
-            assert expected["brightness"] == pytest.approx(original[image_id]["brightness"], abs=0.03)
+            assert stored[image_id]["quality"] == pytest.approx(original[image_id])  # as ingest measured
+            assert images.loc[image_id, "quality"] == pytest.approx(original[image_id])
         for image_id in set(ids.values()) - set(old):
             assert stored[image_id]["quality"] == original[image_id]  # untouched
 
     with tiny_services(data_dir) as services:
         again = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
-        assert all(isinstance(again[image_id], dict) and again[image_id] for image_id in old)
+        assert not any(lacks_stats(again[image_id]) for image_id in old)
         assert load_collection(services, ALICE).images[STAT_COLUMNS].notna().all().all()
 
 
-def test_backfill_with_an_unreadable_thumbnail_leaves_the_stats_blank(services: Services) -> None:
+def test_backfill_falls_back_to_the_thumbnail_when_the_original_is_gone(services: Services) -> None:
     ids = ingest_files(services, ALICE, ingest_set())
     (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
     services.index.set_payload(ALICE, [ids["photo.jpg"]], {"quality": None})
+    services.store.delete(record.payload["original_key"])
+
+    images = load_collection(services, ALICE).images.set_index("id")
+    expected = image_stats(open_rgb(services.store.get(record.payload["thumbnail_key"])))
+    assert images.loc[ids["photo.jpg"], "quality"] == pytest.approx(expected)
+    # from the thumbnail, close to what ingest measured on the working copy
+    assert expected["brightness"] == pytest.approx(record.payload["quality"]["brightness"], abs=0.03)
+
+
+def test_backfill_with_nothing_readable_leaves_the_stats_blank(services: Services) -> None:
+    ids = ingest_files(services, ALICE, ingest_set())
+    (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
+    services.index.set_payload(ALICE, [ids["photo.jpg"]], {"quality": None})
+    services.store.delete(record.payload["original_key"])
     services.store.delete(record.payload["thumbnail_key"])
 
     images = load_collection(services, ALICE).images.set_index("id")
