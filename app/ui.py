@@ -16,6 +16,7 @@ import streamlit as st
 
 from core import gallery, telemetry
 from core.auth import UserStore
+from core.collection import graph_status, rebuild_graph
 from core.images import open_rgb
 from core.logs import adopt_loggers, configure_logging
 from core.metrics import MetricsServerError, start_metrics_server
@@ -143,6 +144,26 @@ def image_listing(user: str) -> pd.DataFrame:
     """The user's images (payloads), cached until the collection changes. Shared: do not mutate."""
     # The count also catches changes made by other processes (the CLI, other app replicas).
     return _listing(id(services()), user, data_version(user), services().index.count(user))
+
+
+def graph_panel(user: str, page: str) -> None:
+    """Which version of the neighbour graph the page shows, with a button to rebuild it."""
+    status = graph_status(services(), user)
+    if status is None:
+        return
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.caption(status.describe())
+    if right.button(
+        "Recompute",
+        key=f"{page}_recompute_graph",
+        icon=":material/refresh:",
+        type="primary" if status.pending else "secondary",
+        help="Build the neighbour graph again from scratch (it is otherwise patched as images come and go)",
+    ):
+        with st.spinner("Rebuilding the neighbour graph…"), track("rebuild_graph", page=page, images=status.count):
+            rebuild_graph(services(), user)
+        bump_data_version(user)
+        st.rerun()
 
 
 @st.cache_data(max_entries=5000, show_spinner=False)

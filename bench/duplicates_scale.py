@@ -24,7 +24,8 @@ from core.anomalies import METHODS
 from core.collection import Collection
 from core.duplicates import DEFAULT_NEAR_THRESHOLD, LEVELS, Cluster, DuplicateFinder
 from core.embed import normalise
-from core.neighbors import hamming_pairs, knn
+from core.hamming import hamming_pairs
+from core.neighbors import knn
 
 K = 10
 SEMANTIC_THRESHOLD = DuplicateFinder().semantic_threshold

@@ -1,8 +1,9 @@
 """Anomaly scores: images unlike the rest of the collection, plus image-quality checks.
 
-Methods share one shape (imagededup-style, chosen by name): ``scores(vectors, k)`` returns one
-number per image, higher = more unusual. Images are flagged above a Tukey fence (Q3 + 1.5 IQR) of
-their collection's scores.
+Methods share one shape (imagededup-style, chosen by name): ``scores(vectors, k, graph)`` returns
+one number per image, higher = more unusual. Neighbour-based methods read the collection's shared
+neighbour graph (``core.graph``) instead of searching on their own. Images are flagged above a
+Tukey fence (Q3 + 1.5 IQR) of their collection's scores.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from sklearn.neighbors import LocalOutlierFactor
 
 from core.cache import ResultCache
 from core.collection import Collection, load_collection
-from core.neighbors import knn
+from core.graph import NeighbourGraph, build
 from core.quality import CHECKS, run_checks
 from core.reviews import ANOMALY_REVIEWS
-from core.services import Services
+from core.services import AnalysisServices, Services
 
 DEFAULT_K = 10
 MIN_IMAGES = 3  # fewer images: nothing can be unlike "the rest"
@@ -33,9 +34,21 @@ class AnomalyMethod(ABC):
     label: ClassVar[str]
     description: ClassVar[str]
 
+    #: whether ``scores`` reads the neighbour graph (it holds ``neighbours(k)`` per image)
+    uses_graph: ClassVar[bool] = True
+
     @abstractmethod
-    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-        """One score per row of ``vectors``; higher = more anomalous."""
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
+        """One score per row of ``vectors``; higher = more anomalous. ``graph``: the rows' neighbour
+        graph (built here when not given)."""
+
+    def neighbours(self, k: int) -> int:
+        """How many neighbours per image ``scores`` reads from the graph."""
+        return k
+
+
+def _graph(vectors: np.ndarray, k: int, graph: NeighbourGraph | None) -> NeighbourGraph:
+    return graph if graph is not None and graph.k >= k else build(vectors, k)
 
 
 METHODS: dict[str, AnomalyMethod] = {}
@@ -51,8 +64,9 @@ class KnnDistance(AnomalyMethod):
     name, label = "knn", "k-NN distance"
     description = "mean cosine distance to the k most similar images"
 
-    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-        _, similarities = knn(vectors, min(k, len(vectors) - 1))
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
+        k = min(k, len(vectors) - 1)
+        _, similarities = _graph(vectors, k, graph).first(k)
         return (1.0 - similarities).mean(axis=1)
 
 
@@ -61,13 +75,16 @@ class LocalOutlier(AnomalyMethod):
     name, label = "lof", "Local Outlier Factor"
     description = "density of an image's neighbourhood compared with its neighbours' (scikit-learn)"
 
-    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+    def neighbours(self, k: int) -> int:
+        return k + 1
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
         n = len(vectors)
         k = min(k, n - 2)
         # scikit-learn asks a precomputed graph for k + 1 neighbours of each training sample (it
         # expects the sample itself among them and drops it, or drops the farthest when it's absent).
         width = k + 1
-        indices, similarities = knn(vectors, width)
+        indices, similarities = _graph(vectors, width, graph).first(width)
         distances = np.clip(1.0 - similarities, 1e-9, None)  # sparse graphs drop exact zeros
         graph = csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * width + 1, width)), shape=(n, n))
         model = LocalOutlierFactor(n_neighbors=k, metric="precomputed")
@@ -80,7 +97,9 @@ class IsolationForestMethod(AnomalyMethod):
     name, label = "iforest", "Isolation Forest"
     description = "how quickly random splits isolate an image (scikit-learn, on 50 PCA components)"
 
-    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+    uses_graph = False
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
         # 50 components keep what sets real outliers apart (bench/anomalies_quality.py: AUROC 0.77
         # on ImageNet groups; 0.12 with a handful of components). On tiny, tight synthetic sets
         # Isolation Forest is weak: prefer knn or lof there.
@@ -106,7 +125,9 @@ def detect_anomalies(
     columns = ["id", "filename", "width", "height", "bytes", "thumbnail_key", "created_at"]
     frame = images.reindex(columns=columns).copy()
     if len(images) >= MIN_IMAGES:
-        scores = METHODS[method].scores(collection.vectors, k)
+        chosen = METHODS[method]
+        graph = collection.neighbours(chosen.neighbours(k)) if chosen.uses_graph else None
+        scores = chosen.scores(collection.vectors, k, graph)
         threshold = tukey_threshold(scores)
     else:  # too few images to say what is unusual
         scores, threshold = np.zeros(len(images)), np.inf
@@ -131,7 +152,7 @@ def attach_reviews(report: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 
 
 def anomaly_report(
-    services: Services,
+    services: Services | AnalysisServices,
     user: str,
     method: str = "knn",
     k: int = DEFAULT_K,
@@ -145,7 +166,7 @@ def anomaly_report(
 
 
 def cached_scores(
-    services: Services,
+    services: Services | AnalysisServices,
     collection: Collection,
     method: str = "knn",
     k: int = DEFAULT_K,
@@ -157,11 +178,11 @@ def cached_scores(
         return detect_anomalies(collection, method, k, checks)
     key = {
         "fingerprint": collection.fingerprint,
-        "model": services.embedder.name,
+        "model": services.model_name,
         "method": method,
         "k": k,
         "checks": checks,
-        "version": 1,
+        "version": 2,  # 2: quality checks calibrated on real photos
     }
     return cache.get_or_compute(
         "anomalies", collection.user, key, lambda: detect_anomalies(collection, method, k, checks)
@@ -171,7 +192,12 @@ def cached_scores(
 def _reasons(row: tuple, issue_columns: list[str]) -> str:
     values = row._asdict()
     reasons = ["unlike the rest of the collection"] if values["is_anomaly"] else []
-    reasons += [CHECKS[c[3:-6]].label.lower() for c in issue_columns if values.get(c)]
+    for column in issue_columns:  # "is_dark_issue": the check's label with its score, to judge borderline ones
+        if values.get(column):
+            name = column[3:-6]
+            score = values.get(f"{name}_score")
+            shown = "" if score is None or pd.isna(score) else f" ({score:.2f} < {CHECKS[name].threshold:g})"
+            reasons.append(f"{CHECKS[name].label.lower()}{shown}")
     return ", ".join(reasons)
 
 

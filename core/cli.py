@@ -164,6 +164,14 @@ def _open(**overrides: object):
     return services
 
 
+def _open_for_analysis():
+    """Store and index for commands that embed nothing: the model is not loaded (see
+    ``core.services.open_analysis_services``)."""
+    from core.services import open_analysis_services
+
+    return open_analysis_services(load_settings())
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -201,9 +209,11 @@ def _ingest(args: argparse.Namespace) -> int:
         f"{len(results)} files: {counts['stored']} stored, {counts['present']} already present, "
         f"{counts['rejected']} rejected"
     )
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped (hidden or system files)"
     if ingestor.stopped:
-        skipped = sum(1 for r in results if (r.reason or "").startswith("not attempted: "))
-        summary += f" ({skipped} not attempted)"
+        unattempted = sum(1 for r in results if (r.reason or "").startswith("not attempted: "))
+        summary += f" ({unattempted} not attempted)"
         print(f"stopped: {ingestor.stopped}", file=sys.stderr)
     print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
@@ -261,7 +271,7 @@ def _duplicates(args: argparse.Namespace) -> int:
 
     check_user(args.user)
     levels = LEVELS if args.level == "all" else (args.level,)
-    services = _open()
+    services = _open_for_analysis()
     try:
         clusters = duplicate_report(services, args.user, levels, args.near_threshold, args.semantic_threshold)
         if args.format == "csv":
@@ -281,7 +291,7 @@ def _anomalies(args: argparse.Namespace) -> int:
     from core.cache import ResultCache
 
     check_user(args.user)
-    services = _open()
+    services = _open_for_analysis()
     try:
         cache = ResultCache(services.settings.data_dir / "cache")
         report = anomaly_report(services, args.user, args.method, args.k, args.checks, cache=cache)
@@ -304,7 +314,7 @@ def _project(args: argparse.Namespace) -> int:
     params = ProjectionParams(
         dims=args.dims, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed, max_points=args.max_points
     )
-    services = _open()
+    services = _open_for_analysis()
     try:
         rows = write_projection(services, args.user, str(args.out), params)
     finally:

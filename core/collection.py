@@ -1,17 +1,25 @@
-"""A user's whole collection for analysis: payloads as a DataFrame plus the vectors, row-aligned."""
+"""A user's whole collection for analysis: payloads as a DataFrame plus the vectors, row-aligned.
+
+Read from the vector cache (``core.vectors``: memory-mapped vectors, Parquet payload columns)
+rather than by scrolling the index, and paired with the collection's one neighbour graph
+(``core.graph``), which every analysis shares.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from core.images import open_rgb
-from core.quality import STAT_COLUMNS, image_stats, stats_frame
-from core.services import Services
+from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
+from core.images import ImageLimits, decode, open_rgb
+from core.index import vector_cache_root
+from core.quality import STAT_COLUMNS, image_stats, lacks_stats, stats_frame
+from core.services import AnalysisServices, Services
+from core.vectors import Snapshot, cache_of
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +31,9 @@ class Collection:
     user: str
     images: pd.DataFrame
     vectors: np.ndarray
+    snapshot: Snapshot | None = field(default=None, repr=False)  # where the rows came from
+    graphs: GraphStore | None = field(default=None, repr=False)  # where the graph is cached
+    _graph: NeighbourGraph | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -35,36 +46,112 @@ class Collection:
             digest.update(image_id.encode())
         return digest.hexdigest()[:24]
 
+    def neighbours(self, k: int = GRAPH_K, rebuild: bool = False) -> NeighbourGraph:
+        """The collection's neighbour graph with at least ``k`` neighbours per image (shared)."""
+        if self._graph is None or self._graph.k < k or rebuild:
+            if self.graphs is not None and self.snapshot is not None:
+                s = self.snapshot
+                self._graph = self.graphs.get(self.user, s.ids, self.vectors, s.stamps, s.seq, s.epoch, k, rebuild)
+            else:
+                self._graph = build(self.vectors, max(k, GRAPH_K))
+        return self._graph
 
-def load_collection(services: Services, user: str) -> Collection:
+
+def load_collection(services: Services | AnalysisServices, user: str) -> Collection:
     """Every image of ``user`` with its vector; fills in quality stats older images lack."""
-    rows, vectors = [], []
-    for record in services.index.scroll(user, with_vectors=True):
-        rows.append({"id": record.id, **record.payload})
-        vectors.append(record.vector)
-    images = pd.DataFrame(rows)
+    cache = cache_of(services.index, vector_cache_root(services.settings))
+    snapshot = cache.load(user)
+    images = snapshot.rows.copy()
     if images.empty:
-        dimension = services.embedder.dimension
-        return Collection(user, pd.DataFrame(columns=["id", "filename", "quality"]), np.zeros((0, dimension), "f4"))
+        columns = pd.DataFrame(columns=["id", "filename", "quality"])
+        return Collection(user, columns, np.zeros((0, services.index.dimension), "f4"))
     if "quality" not in images:
         images["quality"] = None
-    _backfill_quality(services, user, images)
+    if _backfill_quality(services, user, images):
+        snapshot = cache.load(user)  # the stats were written to the index, and so to the cache
+        images = snapshot.rows.copy()
+    return from_snapshot(user, snapshot, _graphs(services), images)
+
+
+def from_snapshot(
+    user: str, snapshot: Snapshot, graphs: GraphStore | None, images: pd.DataFrame | None = None
+) -> Collection:
+    """The collection of a vector-cache snapshot (``images``: its rows, if already adjusted)."""
+    images = snapshot.rows if images is None else images
+    if "quality" not in images:
+        images = images.assign(quality=None)
     images = pd.concat([images, stats_frame(images["quality"])], axis=1)
-    return Collection(user, images.reset_index(drop=True), np.vstack(vectors).astype(np.float32))
+    return Collection(user, images.reset_index(drop=True), snapshot.vectors, snapshot, graphs)
 
 
-def _backfill_quality(services: Services, user: str, images: pd.DataFrame) -> None:
-    """Quality stats from the thumbnail for images stored before stats were recorded."""
-    missing = images.index[[not isinstance(q, dict) or not q for q in images["quality"]]]
-    for position in missing:
+@dataclass(frozen=True)
+class GraphStatus:
+    """What the pages say about the neighbour graph they are looking at."""
+
+    version: int
+    count: int
+    exact: bool
+    recall: float | None
+    changed: int  # rows changed since the last full build
+    pending: bool  # the collection changed since: the next analysis patches (or rebuilds) it
+
+    def describe(self) -> str:
+        how = "exact" if self.exact else f"approximate, recall@10 {self.recall:.3f}"
+        text = f"Neighbour graph v{self.version} · {self.count:,} images · {how}"
+        if self.changed:
+            text += f" · {self.changed:,} changed since the last full build"
+        return text + (" · update pending" if self.pending else "")
+
+
+def graph_status(services: Services | AnalysisServices, user: str) -> GraphStatus | None:
+    """The stored graph of ``user`` (read from its metadata only), or None before the first one."""
+    info = _graphs(services).info(user)
+    if info is None:
+        return None
+    latest = cache_of(services.index, vector_cache_root(services.settings)).latest(user)
+    return GraphStatus(
+        version=info["version"],
+        count=info["count"],
+        exact=info["exact"],
+        recall=info["recall"],
+        changed=info["changed"],
+        pending=latest != info["seq"],
+    )
+
+
+def rebuild_graph(services: Services | AnalysisServices, user: str) -> NeighbourGraph:
+    """Build the user's graph again from scratch (the pages' "Recompute")."""
+    return load_collection(services, user).neighbours(rebuild=True)
+
+
+def _graphs(services: Services | AnalysisServices) -> GraphStore:
+    return GraphStore(services.settings.data_dir / "cache" / "graph", services.index.collection)
+
+
+def _backfill_quality(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
+    """Measure the quality stats of images stored before (some of) them were recorded.
+
+    From the stored original, decoded the way ingest decodes it (the checks are calibrated on
+    that working copy; on a thumbnail blur and low information are missed far more often), or from
+    the thumbnail when the original cannot be read. Runs once per image: the stats are saved.
+    """
+    settings = services.settings
+    limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
+    written = False
+    for position in images.index[[lacks_stats(q) for q in images["quality"]]]:
         row = images.loc[position]
         try:
-            stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
-        except Exception:  # an unreadable thumbnail: leave the checks blank for this image
-            log.warning("no quality stats for %s", row["id"], exc_info=True)
-            continue
+            stats = image_stats(decode(services.store.get(row["original_key"]), limits).image)
+        except Exception:  # an unreadable original: measure the thumbnail instead
+            try:
+                stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
+            except Exception:  # nothing readable: leave the checks blank for this image
+                log.warning("no quality stats for %s", row["id"], exc_info=True)
+                continue
         images.at[position, "quality"] = stats
         services.index.set_payload(user, [row["id"]], {"quality": stats})
+        written = True
+    return written
 
 
 __all__ = ["STAT_COLUMNS", "Collection", "load_collection"]

@@ -1,9 +1,10 @@
 """Duplicate clusters at three levels: exact (same bytes or pixels), near (pHash), semantic (cosine).
 
-Candidate pairs come from sparse searches (groups of equal hashes, a Hamming range search, a k-NN
-graph), never an n x n matrix. Connected candidates are then split by complete linkage, so every
-pair inside a cluster is a duplicate at some level: no chaining of A~B~C into one cluster when A
-and C are far apart. Each cluster proposes a keeper and says why.
+Candidate pairs come from sparse searches (groups of equal hashes, a multi-index Hamming search,
+the collection's shared neighbour graph), never an n x n matrix. Connected candidates are then
+split by complete linkage, so every pair inside a cluster is a duplicate at some level: no
+chaining of A~B~C into one cluster when A and C are far apart. Each cluster proposes a keeper and
+says why.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from core.collection import Collection, load_collection
-from core.neighbors import hamming_pairs, knn
+from core.graph import NeighbourGraph
+from core.hamming import hamming_pairs
 from core.reviews import not_duplicate_pairs
-from core.services import Services
+from core.services import AnalysisServices, Services
 
 LEVELS = ("exact", "near", "semantic")
 DEFAULT_NEAR_THRESHOLD = 8
@@ -83,7 +85,8 @@ class DuplicateFinder:
         exact_keys = _exact_keys(images)
         ignored = not_duplicates or set()
 
-        rows, cols = self._candidate_pairs(exact_keys, hashes, vectors)
+        graph = collection.neighbours(self.neighbours) if "semantic" in self.levels else None
+        rows, cols = self._candidate_pairs(exact_keys, hashes, graph)
         keep = np.array(
             [frozenset((ids[a], ids[b])) not in ignored for a, b in zip(rows, cols, strict=True)], dtype=bool
         )
@@ -106,7 +109,7 @@ class DuplicateFinder:
         return clusters
 
     def _candidate_pairs(
-        self, exact_keys: np.ndarray, hashes: np.ndarray, vectors: np.ndarray
+        self, exact_keys: np.ndarray, hashes: np.ndarray, graph: NeighbourGraph | None
     ) -> tuple[np.ndarray, np.ndarray]:
         pairs: list[tuple[np.ndarray, np.ndarray]] = []
         if "exact" in self.levels:
@@ -114,9 +117,9 @@ class DuplicateFinder:
         if "near" in self.levels:
             a, b, _ = hamming_pairs(hashes, self.near_threshold)
             pairs.append((a, b))
-        if "semantic" in self.levels and len(vectors):
-            indices, similarities = knn(vectors, min(self.neighbours, len(vectors) - 1))
-            row, col = np.nonzero(similarities >= self.semantic_threshold)
+        if graph is not None and len(graph):
+            indices, similarities = graph.first(min(self.neighbours, len(graph) - 1))
+            row, col = np.nonzero((similarities >= self.semantic_threshold) & (indices >= 0))
             a, b = row, indices[row, col]
             pairs.append((np.minimum(a, b), np.maximum(a, b)))
         if not pairs:
@@ -223,10 +226,10 @@ def _exact_keys(images: pd.DataFrame) -> np.ndarray:
 
 
 def _equal_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    frame = pd.DataFrame({"key": keys, "row": np.arange(len(keys))})
-    groups = [g for g in frame.groupby("key")["row"] if len(g[1]) > 1]
+    """Every pair of rows with the same key (only rows whose key repeats are grouped)."""
+    repeated = np.flatnonzero(pd.Series(keys).duplicated(keep=False).to_numpy())
     a, b = [], []
-    for _, rows in groups:
+    for _, rows in pd.Series(repeated).groupby(keys[repeated]):
         values = rows.to_numpy()
         for i in range(len(values)):
             for j in range(i + 1, len(values)):
@@ -305,7 +308,7 @@ def clusters_frame(clusters: list[Cluster], images: pd.DataFrame) -> pd.DataFram
 
 
 def duplicate_report(
-    services: Services,
+    services: Services | AnalysisServices,
     user: str,
     levels: tuple[str, ...] = LEVELS,
     near_threshold: int | None = None,
@@ -317,7 +320,7 @@ def duplicate_report(
     finder = DuplicateFinder(
         near_threshold=services.settings.phash_threshold if near_threshold is None else near_threshold,
         semantic_threshold=(
-            default_semantic_threshold(services.embedder.name) if semantic_threshold is None else semantic_threshold
+            default_semantic_threshold(services.model_name) if semantic_threshold is None else semantic_threshold
         ),
         levels=levels,
     )

@@ -10,9 +10,10 @@ import pandas as pd
 
 from core.hashing import phash_hex
 from core.images import decode, thumbnail_bytes
-from core.index import SearchHit
+from core.index import SearchHit, vector_cache_root
 from core.ingest import delete_images
 from core.services import Services
+from core.vectors import cache_of
 
 SORTS: dict[str, tuple[str, bool]] = {
     "Newest first": ("created_ts", False),
@@ -48,9 +49,10 @@ class Page:
 
 
 def list_images(services: Services, user: str) -> pd.DataFrame:
-    """All of the user's images as one row each (payload fields, no vectors)."""
-    rows = [{"id": r.id, **r.payload} for r in services.index.scroll(user)]
-    frame = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+    """All of the user's images as one row each (payload fields, no vectors), from the vector
+    cache (``core.vectors``) rather than a scroll of the index."""
+    rows = cache_of(services.index, vector_cache_root(services.settings)).load(user).rows
+    frame = rows.reindex(columns=COLUMNS) if len(rows) else pd.DataFrame(columns=COLUMNS)
     frame["tags"] = frame["tags"].apply(lambda tags: list(tags) if isinstance(tags, list) else [])
     return frame
 

@@ -82,13 +82,9 @@ class ImageLimits:
     max_bytes: int = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class DecodedImage:
-    """A validated image: its true size and format, and a reduced RGB copy to work on."""
+class FormatInfo:
+    """File extension and MIME type of an accepted format, for classes with a ``format`` field."""
 
-    image: Image.Image
-    width: int
-    height: int
     format: str
 
     @property
@@ -98,6 +94,16 @@ class DecodedImage:
     @property
     def mime_type(self) -> str:
         return FORMATS[self.format][1]
+
+
+@dataclass(frozen=True)
+class DecodedImage(FormatInfo):
+    """A validated image: its true size and format, and a reduced RGB copy to work on."""
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
 
 
 def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:

@@ -1,6 +1,7 @@
 """Batch ingest: validate, hash, skip what the user has, store original + thumbnail, embed, upsert.
 
-Every file gets a result (stored / present / rejected with the reason). A failure at any step
+Every file gets a result (stored / present / rejected with the reason / skipped: a hidden, system
+or macOS metadata file). A failure at any step
 undoes that file's earlier steps, so there is never an object without its point or a point
 without its objects; the other files go on. What a batch is about to write is first recorded in
 an intent journal (core.journal), so that a killed ingest is settled by the next one.
@@ -34,13 +35,13 @@ from core.images import ImageLimits, ImageRejected, check_size
 from core.index import ImageRecord, VectorIndex, image_id
 from core.journal import Intent, IntentJournal, recover, remove_keys
 from core.prepare import PreparedImage, PreparePool, prepare_or_reason
-from core.sources import IngestItem
+from core.sources import IngestItem, InputSkipped
 from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
 from core.storage.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
-Status = Literal["stored", "present", "rejected"]
+Status = Literal["stored", "present", "rejected", "skipped"]
 ProgressCallback = Callable[[int, int], None]
 #: Seconds between the tries of removing a failed file's objects.
 CLEANUP_BACKOFF_S = (0.2, 1.0)
@@ -279,6 +280,8 @@ class Ingestor:
                 check_size(item.size, self.limits)
             data = item.read()
             check_size(len(data), self.limits)
+        except InputSkipped as exc:
+            return position, IngestResult(item.path, "skipped", str(exc))
         except ImageRejected as exc:
             return position, IngestResult(item.path, "rejected", str(exc))
         except Exception as exc:  # unreadable file or archive member

@@ -17,18 +17,21 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from core.embed.transform import ImageTransform
 from core.hashing import phash_hex, pixel_sha256
-from core.images import FORMATS, ImageLimits, ImageRejected, decode, thumbnail_bytes
+from core.images import FormatInfo, ImageLimits, ImageRejected, decode, thumbnail_bytes
 from core.quality import image_stats
+
+if TYPE_CHECKING:  # torch is imported only where something is embedded
+    from core.embed.transform import ImageTransform
 
 
 @dataclass(frozen=True)
-class PreparedImage:
+class PreparedImage(FormatInfo):
     """What ingest keeps of one decoded file. ``pixels`` is the model's input when the model
     splits its preprocessing; otherwise ``image`` (the working copy) goes to ``embed_images``."""
 
@@ -43,14 +46,6 @@ class PreparedImage:
     seconds: float = 0.0
     pixels: np.ndarray | None = field(default=None, repr=False)
     image: Image.Image | None = field(default=None, repr=False)
-
-    @property
-    def extension(self) -> str:
-        return FORMATS[self.format][0]
-
-    @property
-    def mime_type(self) -> str:
-        return FORMATS[self.format][1]
 
 
 def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | None) -> PreparedImage:

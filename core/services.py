@@ -9,7 +9,7 @@ from pathlib import Path
 from core.diskspace import DiskGuard
 from core.embed import Embedder, default_batch_size, load_embedder
 from core.images import ImageLimits
-from core.index import VectorIndex, open_index
+from core.index import VectorIndex, collection_name, open_index
 from core.ingest import Ingestor
 from core.prepare import PreparePool
 from core.settings import Settings, SettingsError, check_data_dir, check_device, load_settings, mask_url_credentials
@@ -29,6 +29,11 @@ class Services:
     index: VectorIndex
     #: Ingest's worker processes: they start on the first large ingest and live until close().
     prepare_pool: PreparePool = field(default_factory=PreparePool)
+
+    @property
+    def model_name(self) -> str:
+        """The name of the model whose collection is open."""
+        return self.embedder.name
 
     @property
     def limits(self) -> ImageLimits:
@@ -119,3 +124,74 @@ def open_services(settings: Settings | None = None) -> Services:
     index = open_index(settings, embedder.name, embedder.dimension)
     pool = PreparePool(settings.ingest_workers)
     return Services(settings=settings, embedder=embedder, store=store, index=index, prepare_pool=pool)
+
+
+@dataclass
+class AnalysisServices:
+    """What the analyses need (store and the model's collection in the index), without the model.
+
+    Duplicates, anomalies and projections embed nothing; opening this instead of ``Services``
+    saves loading the embedding model (tens of seconds on a CPU).
+    """
+
+    settings: Settings
+    store: ObjectStore
+    index: VectorIndex
+    model_name: str
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def open_analysis_services(settings: Settings | None = None) -> AnalysisServices | Services:
+    """Open the store and the collection ``VAD_MODEL`` uses without loading the model.
+
+    The collection is found by name in the index (names carry the model and dimension). When it
+    can't be told without the model (a model named without its tag, or no collection yet), the
+    model is loaded as usual.
+    """
+    settings = settings or load_settings()
+    check_data_dir(settings.data_dir)
+    check_backends(settings)
+    found = find_collection(settings)
+    if found is None:
+        return open_services(settings)
+    model_name, dimension = found
+    store = open_store(settings)
+    index = open_index(settings, model_name, dimension)
+    return AnalysisServices(settings=settings, store=store, index=index, model_name=model_name)
+
+
+def find_collection(settings: Settings) -> tuple[str, int] | None:
+    """(model name, dimension) of the existing collection ``settings.model`` stands for, if any."""
+    spec = settings.model.strip()
+    if spec.lower() == "auto":
+        candidates = ["ViT-B-32:openai", "efficientnet-lite0"]  # what auto loads, in its order
+    elif spec.lower() == "efficientnet-lite0" or ":" in spec:
+        candidates = [spec.lower() if spec.lower() == "efficientnet-lite0" else spec]
+    else:
+        return None
+    existing = _collection_names(settings)
+    for name in candidates:
+        prefix = collection_name(name, 0).removesuffix("0")
+        for collection in existing:
+            suffix = collection.removeprefix(prefix)
+            if collection.startswith(prefix) and suffix.isdigit():
+                return name, int(suffix)
+    return None
+
+
+def _collection_names(settings: Settings) -> list[str]:
+    if settings.qdrant_url:
+        if settings.qdrant_url == ":memory:":
+            return []  # a fresh in-memory index each time: nothing to find
+        from qdrant_client import QdrantClient
+
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = QdrantClient(url=settings.qdrant_url, api_key=key, check_compatibility=False)
+        try:
+            return sorted(c.name for c in client.get_collections().collections)
+        finally:
+            client.close()
+    root = settings.data_dir / "index"
+    return sorted(p.name for p in root.glob("images_*") if (p / "edge_config.json").exists())

@@ -1,9 +1,10 @@
 """Turn command-line paths and uploads (files, folders, .zip archives) into items to ingest.
 
 Every input becomes exactly one item, so that it gets exactly one result line. What is not read
-(hidden and system files, links to folders, special files, archive members with unsafe names or
-methods, an empty archive or folder, a name with control characters) is an item whose ``read()``
-raises ImageRejected with the reason. Archive members are read through a bounded stream: never
+is an item whose ``read()`` raises with the reason: InputSkipped for what is left out on purpose
+(hidden and system files, macOS metadata, hidden folders, links to folders), ImageRejected for
+what is refused (special files, archive members with unsafe names or methods, an empty archive or
+folder, a name with control characters). Archive members are read through a bounded stream: never
 more than their declared size plus one byte, so a member that lies about its size cannot inflate.
 """
 
@@ -40,6 +41,19 @@ class IngestItem:
     size: int | None = None
 
 
+class InputSkipped(Exception):
+    """An input left out on purpose (hidden, system or macOS metadata file); ``str(exc)`` says why."""
+
+
+def skipped_item(path: str, reason: str) -> IngestItem:
+    """An input that is not read and is no error: ingesting it gives one "skipped" result."""
+
+    def skip() -> bytes:
+        raise InputSkipped(reason)
+
+    return IngestItem(path=path, read=skip)
+
+
 def rejected_item(path: str, reason: str) -> IngestItem:
     """An input that is not read: ingesting it gives one "rejected" result with ``reason``."""
 
@@ -67,8 +81,7 @@ def _skipped_kind(name: str) -> str | None:
 
 
 def _skip_reason(name: str) -> str | None:
-    kind = _skipped_kind(name)
-    return f"skipped: {kind}" if kind else None
+    return _skipped_kind(name)
 
 
 def items_from_paths(paths: Iterable[Path]) -> Iterator[IngestItem]:
@@ -100,6 +113,7 @@ def _items_from_folder(root: Path) -> Iterator[IngestItem]:
     """Every entry under ``root``, sorted by path; hidden folders and links to folders are one
     item each and are not entered."""
     entries: list[tuple[Path, str | None]] = []  # (path, reason it is not read)
+    skipped: set[Path] = set()  # entries left out on purpose, not errors
 
     def unreadable(error: OSError) -> None:
         entries.append((Path(error.filename), f"could not read the folder: {error.strerror}"))
@@ -113,13 +127,20 @@ def _items_from_folder(root: Path) -> Iterator[IngestItem]:
                 reason = f"folder not entered: {kind}"
                 subfolders.remove(name)
                 entries.append((child, reason))
+                skipped.add(child)
         entries.extend((base / name, None) for name in files)
     if not entries:
         yield rejected_item(str(root), "empty folder: no files in it")
         return
     for path, reason in sorted(entries):
         relative = path.relative_to(root).as_posix()
-        reason = reason or name_problem(relative) or _skip_reason(relative)
+        if path in skipped:
+            yield skipped_item(str(path), reason or "")
+            continue
+        reason = reason or name_problem(relative)
+        if reason is None and (skip := _skip_reason(relative)):
+            yield skipped_item(str(path), skip)
+            continue
         if reason is None and not path.is_file():
             reason = _not_regular(path)
         if reason:
@@ -174,9 +195,11 @@ def _items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Ing
     for member in sorted(members, key=lambda m: m.orig_filename):
         name = member.orig_filename  # zipfile cuts `filename` at a NUL byte; this is the full name
         path = f"{label}/{name}"
-        reason = name_problem(name) or _unsafe_member(member) or _skip_reason(name)
+        reason = name_problem(name) or _unsafe_member(member)
         if reason:
             yield rejected_item(path, reason)
+        elif skip := _skip_reason(name):
+            yield skipped_item(path, skip)
         else:
             yield IngestItem(path=path, read=partial(_read_member, archive, member), size=member.file_size)
 

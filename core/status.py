@@ -21,7 +21,7 @@ PACKAGES = (
     "qdrant-edge-py",
     "minio",
     "streamlit",
-    "streamlit-authenticator",
+    "PyJWT",
     "umap-learn",
     "scikit-learn",
     "faiss-cpu",

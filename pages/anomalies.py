@@ -57,6 +57,7 @@ show = st.pills(
 
 report = _report(id(services), user, ui.data_version(user), count, method, int(k))
 threshold = float(report["anomaly_threshold"].iloc[0])
+ui.graph_panel(user, "anomalies")
 
 left, right = st.columns([3, 2], gap="large")
 with left:

@@ -83,6 +83,7 @@ if sort == "Similarity":
 images = ui.image_listing(user)
 rows = images.set_index("id").to_dict("index")
 redundant = sum(len(c.to_delete) for c in visible)
+ui.graph_panel(user, "duplicates")
 metrics = st.columns(4)
 metrics[0].metric("Clusters", f"{len(visible):,}")
 metrics[1].metric("Images in clusters", f"{sum(len(c.members) for c in visible):,}")

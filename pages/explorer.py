@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from app import detail, ui
 from core import gallery
 from core.cache import ResultCache
-from core.explorer import COLOR_OPTIONS, DEFAULT_MAX_POINTS, ProjectionParams, explorer_data, ids_at_points
+from core.collection import load_collection
+from core.explorer import (
+    COLOR_OPTIONS,
+    DEFAULT_MAX_POINTS,
+    Location,
+    ProjectionParams,
+    explorer_data,
+    ids_at_points,
+    locate,
+)
 
 services = ui.services()
 user = ui.scope_user()
@@ -20,6 +30,15 @@ def _data(_services_id: int, user: str, version: int, count: int, params: Projec
     """Cached per colour: duplicate clusters are only computed when they colour the map."""
     with ui.track("project", page="explorer", images=count, dims=params.dims, colour=colour):
         return explorer_data(services, user, params, ResultCache(services.settings.data_dir / "cache"), colour)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _locate(
+    _services_id: int, user: str, version: int, count: int, params: ProjectionParams, colour: str, image_id: str
+) -> Location | None:
+    """Where an image is on the map (cached like the map itself)."""
+    frame = _data(_services_id, user, version, count, params, colour)
+    return locate(frame, load_collection(services, user), image_id)
 
 
 st.title("Explorer")
@@ -76,12 +95,32 @@ shown = min(count, params.max_points)
 with st.status(f"Projecting {shown:,} images and scoring them (once; then cached)…", expanded=False) as status:
     data = _data(id(services), user, version, count, params, color)
     status.update(label=f"Projected {len(data):,} images", state="complete")
+ui.graph_panel(user, "explorer")
 if data.attrs.get("total", len(data)) > len(data):
     st.info(
         f"Showing a stratified sample of {len(data):,} of {data.attrs['total']:,} images (set the limit in "
         "Projection settings).",
         icon=":material/info:",
     )
+
+wanted = st.text_input(
+    "Locate an image",
+    placeholder="file name, e.g. IMG_0042.jpg",
+    key="exp_locate",
+    help="Marks the image with a star; an image left out of the sample is shown at its nearest shown neighbour.",
+).strip()
+located = None
+if wanted:
+    listing = ui.image_listing(user)
+    matches = listing.loc[listing["filename"] == wanted, "id"]
+    located = _locate(id(services), user, version, count, params, color, matches.iloc[0]) if len(matches) else None
+    if located is None:
+        st.warning(f"No image named {wanted!r} in this collection.", icon=":material/search_off:")
+    elif located.on_map:
+        st.caption(f"★ marks {wanted}.")
+    else:
+        stand_in = listing.set_index("id").loc[located.shown_as, "filename"]
+        st.caption(f"★ {wanted} is not in the sample: the star marks its nearest shown image, {stand_in}.")
 
 axes = "xyz"[:dims]
 plot_kwargs = {"color": color, "hover_name": "filename", "hover_data": {**dict.fromkeys(axes, False), "id": False}}
@@ -94,6 +133,13 @@ if dims == 2:
 else:
     figure = px.scatter_3d(data, x="x", y="y", z="z", **plot_kwargs)
 figure.update_traces(marker={"size": size, "opacity": opacity})
+if located is not None:
+    star = {"mode": "markers", "name": "located", "hoverinfo": "skip", "showlegend": False}
+    star["marker"] = {"symbol": "star" if dims == 2 else "diamond", "size": 22, "color": "#DC2626"}
+    if dims == 2:
+        figure.add_trace(go.Scattergl(x=[located.x], y=[located.y], **star))
+    else:
+        figure.add_trace(go.Scatter3d(x=[located.x], y=[located.y], z=[located.z], **star))
 figure.update_layout(
     height=620,
     margin={"l": 0, "r": 0, "t": 10, "b": 0},

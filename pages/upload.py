@@ -46,7 +46,7 @@ if submitted:
             new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
             with st.spinner("Looking for near-duplicates of your earlier images…"):
                 near = near_duplicates_of_new(services, user, new_ids)
-            for status in ("stored", "present", "rejected"):
+            for status in ("stored", "present", "rejected", "skipped"):
                 event[status] = sum(r.status == status for r in results)
             event["outcome"] = "partial" if event["rejected"] else "ok"
         st.session_state["upload_report"] = {"results": [r.to_dict() for r in results], "near": near}
@@ -57,11 +57,13 @@ report = st.session_state.get("upload_report")
 if report:
     frame = pd.DataFrame(report["results"])
     counts = frame["status"].value_counts() if not frame.empty else {}
-    stored, present, rejected = (int(counts.get(s, 0)) for s in ("stored", "present", "rejected"))
+    stored, present, rejected, skipped = (int(counts.get(s, 0)) for s in ("stored", "present", "rejected", "skipped"))
     cols = st.columns(3)
     cols[0].metric("Stored", stored)
     cols[1].metric("Already present", present)
     cols[2].metric("Rejected", rejected)
+    if skipped:
+        st.caption(f"{skipped} hidden or system file(s) skipped (e.g. macOS `__MACOSX` entries); listed below.")
     if rejected:
         st.error(
             f"{rejected} file(s) were rejected; the reasons are in the table. The others are in your collection.",

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
     sys.path.insert(0, str(ROOT))
 
-from helpers import WEED, S3Server, running_weed  # noqa: E402
+from helpers import WEED, S3Server, running_weed, silent_server  # noqa: E402
 
 from core.embed import Embedder, load_embedder  # noqa: E402
 from core.index.edge import EdgeIndex  # noqa: E402
@@ -90,3 +90,10 @@ def prepare_pool() -> Iterator[PreparePool]:
     """Two real worker processes, started once for the session (a start costs a few seconds)."""
     with PreparePool(workers=2) as pool:
         yield pool
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung server)."""
+    with silent_server() as port:
+        yield port

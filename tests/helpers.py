@@ -336,7 +336,16 @@ def far_phashes(n: int, seed: int = 0, min_distance: int = 24) -> list[str]:
 
 
 #: image_stats of an ordinary photo (what ``textured`` gives), for synthetic payloads.
-NORMAL_STATS = {"brightness": 0.5, "contrast": 0.17, "sharpness": 4000.0, "entropy": 7.4, "colorfulness": 0.42}
+NORMAL_STATS = {
+    "brightness": 0.5,
+    "brightness_p10": 0.27,
+    "brightness_p90": 0.72,
+    "contrast": 0.17,
+    "sharpness": 4000.0,
+    "edge_sharpness": 0.9,
+    "entropy": 7.4,
+    "colorfulness": 0.42,
+}
 
 
 def synthetic_collection(vectors: np.ndarray, user: str = "alice", **columns: list) -> Collection:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import encode, ingest_files, pattern, synthetic_collection, textured, tiny_services
+from helpers import NORMAL_STATS, encode, ingest_files, pattern, synthetic_collection, textured, tiny_services
 from PIL import Image
 
 from core import anomalies
@@ -120,8 +120,8 @@ def test_detect_anomalies_flags_above_the_tukey_fence() -> None:
 
 def test_report_columns_and_reasons() -> None:
     vectors = cluster_and_outliers(0)
-    quality = [{"brightness": 0.5, "contrast": 0.17, "sharpness": 4000.0, "entropy": 7.4, "colorfulness": 0.4}] * 63
-    quality[5] = {**quality[5], "brightness": 0.02}  # dark, otherwise an ordinary member of the cluster
+    quality = [dict(NORMAL_STATS)] * 63
+    quality[5] = {**quality[5], "brightness": 0.02, "brightness_p90": 0.03}  # dark, otherwise an ordinary member
     quality[61] = {**quality[61], "colorfulness": 0.0}  # a far outlier and grayscale
     collection = synthetic_collection(vectors, quality=quality)
     report = detect_anomalies(collection, "knn").set_index("id")
@@ -132,8 +132,10 @@ def test_report_columns_and_reasons() -> None:
         assert report[f"{name}_score"].between(0, 1).all(), name
         assert report[f"is_{name}_issue"].dtype == bool, name
     assert report.loc["img-005", "is_dark_issue"] and not report.loc["img-005", "is_anomaly"]
-    assert report.loc["img-005", "reasons"] == "too dark"
-    assert report.loc["img-061", "reasons"] == "unlike the rest of the collection, grayscale"
+    dark, gray = report.loc["img-005", "dark_score"], report.loc["img-061", "grayscale_score"]
+    assert report.loc["img-005", "reasons"] == f"too dark ({dark:.2f} < {CHECKS['dark'].threshold:g})"
+    grayscale = f"grayscale ({gray:.2f} < {CHECKS['grayscale'].threshold:g})"
+    assert report.loc["img-061", "reasons"] == f"unlike the rest of the collection, {grayscale}"
     assert report.loc["img-060", "reasons"] == "unlike the rest of the collection"
     assert report.loc["img-000", "reasons"] == ""
 

@@ -99,3 +99,16 @@ def test_anomalies_page_ranks_reviews_and_filters(app_env):
     at.selectbox(key="anom_method").set_value("iforest")
     at.run()
     assert not at.exception
+
+
+def test_pages_show_the_graph_version_and_recompute_it(app_env):
+    at = _with_near_duplicates(app_env, "hana")
+    captions = [c.value for c in at.caption]
+    assert "Neighbour graph v1 · 4 images · exact" in captions, captions
+    at.button(key="duplicates_recompute_graph").click()
+    at.run()
+    assert not at.exception
+    assert "Neighbour graph v2 · 4 images · exact" in [c.value for c in at.caption]
+    assert _metric(at, "Clusters") == "1", "the same answer from the rebuilt graph"
+    open_page(at, "anomalies")
+    assert "Neighbour graph v2 · 4 images · exact" in [c.value for c in at.caption], "one graph for every page"

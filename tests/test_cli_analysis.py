@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from apptest_helpers import jpeg_variant
 from helpers import png
-from test_cli import run_cli
+from test_cli import ROOT, run_cli
 
 from core.anomalies import anomaly_report
 from core.collection import load_collection
 from core.duplicates import clusters_frame, duplicate_report
-from core.services import open_services
+from core.services import find_collection, open_analysis_services, open_services
 from core.settings import load_settings
 
 
@@ -82,3 +85,42 @@ def test_anomalies_output_matches_the_engine(data_dir):
 def test_unknown_user_name_is_a_usage_error(data_dir):
     result = run_cli("anomalies", "--user", "../etc", data_dir=data_dir)
     assert result.returncode == 2 and "invalid user name" in result.stderr
+
+
+MODULES_AFTER = (
+    "import sys, json; from core.cli import main; code = main(sys.argv[1:]); "
+    "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}), file=sys.stderr)"
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["duplicates", "--user", "quinn"],
+        ["anomalies", "--user", "quinn", "--method", "lof", "--k", "3"],
+        ["project", "--user", "quinn", "--neighbors", "4", "--out", "{out}"],
+    ],
+)
+def test_analyses_never_load_the_model(data_dir, tmp_path, command):
+    """They embed nothing, so neither torch nor the model is loaded (tens of seconds saved)."""
+    args = [a.replace("{out}", str(tmp_path / "map.csv")) for a in command]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
+    environment.update({"VAD_DATA_DIR": str(data_dir), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"})
+    result = subprocess.run(
+        [sys.executable, "-c", MODULES_AFTER, *args], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    outcome = json.loads(result.stderr.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "torch": False}, result.stderr
+    if command[0] == "project":
+        assert len(pd.read_csv(tmp_path / "map.csv")) == 8
+
+
+def test_analysis_services_find_the_collection_the_model_writes(data_dir):
+    settings = load_settings(data_dir=data_dir, model="tiny:random", device="cpu")
+    assert find_collection(settings) == ("tiny:random", 64)
+    assert find_collection(settings.model_copy(update={"model": "ViT-B-32:openai"})) is None
+    opened = open_analysis_services(settings)
+    try:
+        assert opened.model_name == "tiny:random" and opened.index.count("quinn") == 8
+    finally:
+        opened.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,15 +51,6 @@ def statuses(results: dict[str, CheckResult]) -> dict[str, str]:
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never answers (a hung server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def s3_env(server: S3Server, data_dir: Path, bucket: str, **overrides: str) -> dict[str, str]:

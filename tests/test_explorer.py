@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from apptest_helpers import open_page, png, signed_in_app, texts, upload
-from helpers import ingest_files, tiny_services
+from helpers import ingest_files, synthetic_collection, tiny_services
 from test_cli import run_cli
 
 import core.explorer as explorer
 from core.cache import ResultCache
-from core.explorer import ProjectionParams, explorer_data, ids_at_points, project, stratified_sample
+from core.explorer import ProjectionParams, explorer_data, ids_at_points, locate, project, stratified_sample
 
 
 def clustered(n: int, dim: int = 64, groups: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +126,13 @@ def test_explorer_page(app_env):
     at.number_input(key="exp_max").set_value(1000)
     at.run()
     assert not at.exception
+    at.segmented_control(key="exp_dims").set_value("2D")
+    at.text_input(key="exp_locate").input("e3.png")
+    at.run()
+    assert not at.exception and "★ marks e3.png." in texts(at)
+    at.text_input(key="exp_locate").input("nowhere.png")
+    at.run()
+    assert "No image named 'nowhere.png' in this collection." in texts(at)
 
 
 def test_cli_project_writes_the_page_coordinates(tmp_path):
@@ -146,3 +153,25 @@ def test_cli_project_writes_the_page_coordinates(tmp_path):
         expected = explorer_data(services, "kim", ProjectionParams(dims=3, n_neighbors=5))
     merged = written.merge(expected, on="id", suffixes=("", "_page"))
     assert np.allclose(merged[["x", "y", "z"]].to_numpy(), merged[["x_page", "y_page", "z_page"]].to_numpy(), atol=1e-4)
+
+
+def test_locate_places_a_left_out_image_at_its_nearest_shown_neighbour() -> None:
+    vectors, _ = clustered(80, dim=16)
+    collection = synthetic_collection(vectors)
+    frame = explorer.projection_frame(collection, ProjectionParams(max_points=30, n_neighbors=5))
+    shown = set(frame["id"])
+    inside = frame["id"].iloc[3]
+    here = locate(frame, collection, inside)
+    assert here.on_map and (here.x, here.y) == (frame["x"].iloc[3], frame["y"].iloc[3])
+
+    left_out = next(i for i in collection.images["id"] if i not in shown)
+    there = locate(frame, collection, left_out)
+    assert not there.on_map and there.shown_as in shown
+    row = collection.images.index[collection.images["id"] == left_out][0]
+    similarity = collection.vectors @ collection.vectors[row]
+    positions = collection.images.index[collection.images["id"].isin(shown)]
+    best = collection.images["id"].iloc[positions[np.argmax(similarity[positions])]]
+    assert there.shown_as == best, "the most similar image that is on the map"
+    stand_in = frame.set_index("id").loc[there.shown_as]
+    assert (there.x, there.y) == (stand_in["x"], stand_in["y"])
+    assert locate(frame, collection, "no-such-image") is None

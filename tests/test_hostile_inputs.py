@@ -40,7 +40,7 @@ from core.index.edge import EdgeIndex
 from core.ingest import Ingestor, IngestResult
 from core.names import display_name, name_problem
 from core.payload import finite_payload
-from core.quality import image_stats
+from core.quality import STAT_NAMES, image_stats
 from core.sources import IngestItem, items_from_paths, items_from_upload
 from core.storage import LocalStore
 
@@ -194,7 +194,7 @@ def test_degenerate_and_limit_edge_images(ingestor: Ingestor, index: EdgeIndex) 
         },
     )
     for record in index.scroll(USER):  # every statistic of every degenerate image is a real number
-        assert set(record.payload["quality"]) == {"brightness", "contrast", "sharpness", "entropy", "colorfulness"}
+        assert set(record.payload["quality"]) == set(STAT_NAMES)
         assert all(math.isfinite(value) for value in record.payload["quality"].values()), record.payload
 
 
@@ -210,6 +210,7 @@ def test_every_statistic_is_finite(size: tuple[int, int], content: str) -> None:
     assert all(math.isfinite(value) for value in stats.values()), stats
     if min(size) < 3 or content == "constant":
         assert stats["sharpness"] == 0.0  # no interior for the 3x3 kernel, or nothing to see
+        assert stats["edge_sharpness"] == 0.0
 
 
 def test_broken_pngs_are_refused(ingestor: Ingestor) -> None:
@@ -332,16 +333,16 @@ def test_archive_members_each_get_one_line(ingestor: Ingestor) -> None:
         items,
         {
             "mixed.zip/../escape.png": ("rejected", unsafe),
-            "mixed.zip/.hidden.png": ("rejected", "skipped: hidden (name starts with a dot)"),
+            "mixed.zip/.hidden.png": ("skipped", "hidden (name starts with a dot)"),
             "mixed.zip//etc/absolute.png": ("rejected", unsafe),
-            "mixed.zip/__MACOSX/._good.png": ("rejected", "skipped: macOS metadata (__MACOSX)"),
+            "mixed.zip/__MACOSX/._good.png": ("skipped", "macOS metadata (__MACOSX)"),
             "mixed.zip/a/../../climb.png": ("rejected", unsafe),
             "mixed.zip/ansi-\x1b[31m.png": ("rejected", "file name contains control characters: ansi-\\x1b[31m.png"),
             "mixed.zip/bidi-\u202egnp.exe": ("stored", None),  # allowed, but always shown escaped
             "mixed.zip/evil.php\x00.jpg": ("rejected", "file name contains control characters: evil.php\\x00.jpg"),
             "mixed.zip/good.png": ("stored", None),
             "mixed.zip/notes.txt": ("rejected", "not an image: the content is not a recognised image format"),
-            "mixed.zip/sub/Thumbs.db": ("rejected", "skipped: system file"),
+            "mixed.zip/sub/Thumbs.db": ("skipped", "system file"),
             "empty.zip": ("rejected", "empty archive: no files in it"),
             "folders-only.zip": ("rejected", "empty archive: no files in it"),
             "corrupt.zip": (
@@ -406,15 +407,15 @@ def test_folder_entries_each_get_one_line(ingestor: Ingestor, tmp_path: Path) ->
     (tmp_path / "empty").mkdir()
     items = list(items_from_paths([root, tmp_path / "empty"]))
     expected = {
-        ".git": ("rejected", "folder not entered: hidden (name starts with a dot)"),
-        ".hidden.png": ("rejected", "skipped: hidden (name starts with a dot)"),
-        "Thumbs.db": ("rejected", "skipped: system file"),
+        ".git": ("skipped", "folder not entered: hidden (name starts with a dot)"),
+        ".hidden.png": ("skipped", "hidden (name starts with a dot)"),
+        "Thumbs.db": ("skipped", "system file"),
         "dangling.png": ("rejected", "broken link: its target does not exist"),
         "esc-\x1b]0;pwned\x07.png": (
             "rejected",
             "file name contains control characters: esc-\\x1b]0;pwned\\x07.png",
         ),
-        "loop": ("rejected", "folder not entered: link to a folder"),
+        "loop": ("skipped", "folder not entered: link to a folder"),
         "pipe.png": ("rejected", "not a regular file (a pipe)"),
         "sub/a.png": ("stored", None),
     }

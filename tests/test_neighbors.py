@@ -1,5 +1,5 @@
-"""core.neighbors: exact k-NN by cosine and pHash pairs within a Hamming radius (faiss), each
-checked against a brute-force numpy answer."""
+"""core.neighbors (exact k-NN by cosine) and core.hamming (pHash pairs within a Hamming radius, by
+faiss brute force or multi-index hashing), each checked against a brute-force numpy answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from helpers import unit_rows
 
-from core.neighbors import hamming_pairs, knn
+from core.hamming import hamming_pairs, plan, split
+from core.neighbors import knn
 
 # --- knn ----------------------------------------------------------------------------------------
 
@@ -111,11 +112,15 @@ def planted_hashes(seed: int = 0) -> np.ndarray:
     return np.array([values[i] for i in order], dtype=np.uint64)
 
 
+METHODS = ["brute", "multi-index"]
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("radius", [0, 3, 8, 12])
-def test_hamming_pairs_match_brute_force_on_planted_hashes(radius: int) -> None:
+def test_hamming_pairs_match_brute_force_on_planted_hashes(radius: int, method: str) -> None:
     hashes = planted_hashes()
     assert len(hashes) == 500
-    i, j, distance = hamming_pairs(hashes, radius)
+    i, j, distance = hamming_pairs(hashes, radius, method)
     found = list(zip(i.tolist(), j.tolist(), distance.tolist(), strict=True))
     expected = brute_force_pairs(hashes, radius)
     assert len(found) == len(set(found))  # each pair once
@@ -125,28 +130,62 @@ def test_hamming_pairs_match_brute_force_on_planted_hashes(radius: int) -> None:
         assert len(expected) >= 40  # the planted pairs are in there
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("radius", [0, 1, 6, 8, 20, 63])
-def test_hamming_pairs_radius_is_inclusive(radius: int) -> None:
+def test_hamming_pairs_radius_is_inclusive(radius: int, method: str) -> None:
     base = 0x8000_0000_0000_0001  # high bit set: still one unsigned 64-bit value
     at_radius = flip(base, list(range(1, 1 + radius)))
     beyond = flip(base, list(range(64 - radius - 1, 64)))  # radius + 1 bits
     hashes = np.array([base, at_radius, beyond], dtype=np.uint64)
     assert (base ^ at_radius).bit_count() == radius and (base ^ beyond).bit_count() == radius + 1
-    i, j, distance = hamming_pairs(hashes, radius)
+    i, j, distance = hamming_pairs(hashes, radius, method)
     found = set(zip(i.tolist(), j.tolist(), distance.tolist(), strict=True))
     assert (0, 1, radius) in found
     assert not any({a, b} == {0, 2} for a, b, _ in found)
     assert found == brute_force_pairs(hashes, radius)
 
 
-def test_hamming_pairs_of_fewer_than_two_hashes() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_hamming_pairs_of_fewer_than_two_hashes(method: str) -> None:
     for hashes in (np.zeros(0, np.uint64), np.array([5], np.uint64)):
-        i, j, distance = hamming_pairs(hashes, 8)
+        i, j, distance = hamming_pairs(hashes, 8, method)
         assert len(i) == len(j) == len(distance) == 0
 
 
-def test_hamming_pairs_of_identical_hashes_are_all_pairs_at_distance_zero() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_hamming_pairs_of_identical_hashes_are_all_pairs_at_distance_zero(method: str) -> None:
     hashes = np.array([0xDEADBEEF] * 4 + [0xFFFF_FFFF_FFFF_FFFF], dtype=np.uint64)
-    i, j, distance = hamming_pairs(hashes, 0)
+    i, j, distance = hamming_pairs(hashes, 0, method)
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(a, b) for a in range(4) for b in range(a + 1, 4)}
     assert (distance == 0).all()
+
+
+@pytest.mark.parametrize("radius", [2, 8, 12])
+def test_multi_index_equals_brute_force_on_clustered_hashes(radius: int) -> None:
+    """Many hashes sharing substrings (real pHashes are not uniform): buckets are crowded."""
+    rng = np.random.default_rng(radius)
+    centres = rng.integers(0, 2**64, size=30, dtype=np.uint64)
+    noise = np.zeros(3000, dtype=np.uint64)
+    for _ in range(3):  # up to 3 random bit flips per hash
+        noise ^= np.uint64(1) << rng.integers(0, 64, size=3000).astype(np.uint64)
+    hashes = centres[rng.integers(0, 30, size=3000)] ^ noise
+    fast = hamming_pairs(hashes, radius, "multi-index")
+    slow = hamming_pairs(hashes, radius, "brute")
+    assert len(slow[0]) > (1000 if radius >= 8 else 100)
+    for got, expected in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("radius", range(21))
+def test_every_split_is_exact_by_the_pigeonhole_principle(radius: int) -> None:
+    for substrings in (plan(1_000_000, radius), split(min(radius + 1, 8), radius)):
+        if substrings is None:  # brute force is cheaper at this radius
+            continue
+        assert sum(s.bits for s in substrings) == 64
+        assert [s.shift for s in substrings] == list(np.cumsum([0] + [s.bits for s in substrings[:-1]]))
+        assert sum(s.radius + 1 for s in substrings) > radius
+
+
+def test_a_million_hashes_at_the_default_radius_use_multi_index_hashing() -> None:
+    substrings = plan(1_000_000, 8)
+    assert substrings is not None and len(substrings) >= 2

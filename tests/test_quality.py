@@ -13,14 +13,15 @@ import pytest
 from helpers import REAL_PHOTOS, encode, ingest_files, jpeg, textured, tiny_services
 from PIL import Image, ImageFilter
 
+from bench.quality_flags import VARIANTS, jpeg_bytes
 from core.collection import load_collection
 from core.hashing import pixel_sha256
 from core.images import decode, open_rgb
-from core.quality import CHECKS, STAT_COLUMNS, image_stats, run_checks, stats_frame
+from core.quality import CHECKS, STAT_COLUMNS, STAT_NAMES, image_stats, lacks_stats, run_checks, stats_frame
 from core.services import Services
 
 ALICE = "alice"
-STAT_NAMES = [c.removeprefix("q_") for c in STAT_COLUMNS]
+OLD_STATS = {"brightness", "contrast", "sharpness", "entropy", "colorfulness"}
 
 
 def frame_of(images: dict[str, Image.Image], sizes: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
@@ -219,17 +220,144 @@ def test_a_blurred_dark_photo_is_flagged_blurry() -> None:
     assert "blurry" in result["dark-blurred"]
 
 
-def test_real_photos_are_rarely_flagged() -> None:
-    photos = sorted(REAL_PHOTOS.glob("*.JPEG"))[:100] if REAL_PHOTOS.is_dir() else []
-    if len(photos) < 100:
-        pytest.skip(f"no sample photos in {REAL_PHOTOS}")
+# --- calibrated rules: made-to-be-bad copies of a full-size photo through the ingest decode ---------
+
+
+def full_size_photo(seed: int) -> Image.Image:
+    """A camera-sized photo-like image: ingest reduces it to the ~256 px working copy."""
+    return textured(seed, size=(768, 576))
+
+
+@pytest.mark.parametrize("kind", list(VARIANTS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_made_to_be_bad_copies_of_a_full_size_photo_are_flagged(kind: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    images = {f"photo-{i}": full_size_photo(60 + i) for i in range(4)}
+    images[kind] = VARIANTS[kind](full_size_photo(70 + seed), rng)
+    frame = frame_of({name: decode(jpeg_bytes(image)).image for name, image in images.items()})
+    result = flagged(frame)
+    assert result[kind] == {kind}, result[kind]  # a dark copy is not also blurry, nor a washed-out one grey
+    assert all(not checks for name, checks in result.items() if name != kind), result
+
+
+def night_scene() -> Image.Image:
+    """A dark scene with a lit subject: 80 % of it near black, a lit window of ordinary tones."""
+    scene = np.asarray(scaled(textured(80), 0.1), dtype=np.uint8).copy()
+    scene[40:150, 60:180] = np.asarray(textured(81))[40:150, 60:180]
+    return Image.fromarray(scene, "RGB")
+
+
+def product_on_white() -> Image.Image:
+    """A textured product on a white background that covers 72 % of the picture."""
+    shot = np.full((192, 256, 3), 250, dtype=np.uint8)
+    shot[50:150, 60:200] = np.asarray(textured(82))[50:150, 60:200]
+    return Image.fromarray(shot, "RGB")
+
+
+def smooth_sky_with_a_bird() -> Image.Image:
+    """A smooth blue gradient with a small sharp subject (4 % of the pixels): little fine detail overall."""
+    rows = np.linspace(0.0, 1.0, 192)[:, None, None]
+    sky = (np.array([70, 120, 200]) + rows * np.array([90, 80, 40])) * np.ones((1, 256, 1))
+    sky[90:130, 110:160] = np.asarray(textured(83))[90:130, 110:160]
+    return Image.fromarray(sky.round().astype(np.uint8), "RGB")
+
+
+def foggy() -> Image.Image:
+    """A sharp photo with little contrast: every tone pulled to within 20 % of mid-grey."""
+    return scaled(textured(84), 0.2, towards=128)
+
+
+def sepia() -> Image.Image:
+    gray = np.asarray(textured(85).convert("L"), dtype=np.float32)[..., None]
+    return Image.fromarray(
+        np.clip(gray * np.array([1.07, 0.74, 0.43]) + np.array([30, 20, 0]), 0, 255).astype(np.uint8)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected"),
+    [
+        ("night scene", night_scene, set()),
+        # one flat white tone over 72 % of the picture: few distinct tones, yet not too bright
+        ("product on white", product_on_white, {"low_information"}),
+        ("smooth sky with a bird", smooth_sky_with_a_bird, set()),
+        ("foggy", foggy, set()),
+        ("sepia", sepia, set()),
+        ("dark but sharp", lambda: scaled(textured(86), 0.3), set()),
+    ],
+)
+def test_ordinary_photos_of_dark_white_smooth_or_toned_scenes_are_not_flagged(
+    name: str, make, expected: set[str]
+) -> None:
+    result = flagged(frame_of({**normal_photos(), name: make()}))
+    assert result[name] == expected, result[name]
+
+
+def test_edge_sharpness_ignores_contrast_but_not_blur() -> None:
+    photo = textured(90)
+    sharp = image_stats(photo)["edge_sharpness"]
+    for copy in (scaled(photo, 0.3), scaled(photo, 0.3, towards=255), scaled(photo, 0.3, towards=128)):
+        assert image_stats(copy)["edge_sharpness"] == pytest.approx(sharp, rel=0.2)
+    # under a tonal range of MIN_TONAL_RANGE (a copy at 15 % of its range) the value drops, but
+    # stays far from blurry
+    assert 0.2 < image_stats(scaled(photo, 0.15))["edge_sharpness"] < sharp
+    blurred = image_stats(photo.filter(ImageFilter.GaussianBlur(2)))["edge_sharpness"]
+    assert blurred < 0.08 < 0.2 < sharp
+    # grain on a near-uniform image is not taken for sharp edges
+    grain = np.random.default_rng(0).normal(128, 2, (192, 256, 1)).round().clip(0, 255).astype(np.uint8)
+    flat = Image.fromarray(np.repeat(grain, 3, axis=2), "RGB").filter(ImageFilter.GaussianBlur(3))
+    assert image_stats(flat)["edge_sharpness"] < 0.08
+
+
+def test_thresholds_are_the_documented_rules() -> None:
+    """Each description states the rule: the score crosses its threshold exactly at that value."""
+    edge = {"dark": ("q_brightness_p90", 0.18), "bright": ("q_brightness_p10", 0.82)}
+    edge |= {"blurry": ("q_edge_sharpness", 0.08), "grayscale": ("q_colorfulness", 0.005)}
+    edge |= {"low_information": ("q_entropy", 3.6)}
+    for name, (column, value) in edge.items():
+        frame = pd.DataFrame({column: [value * 0.98, value * 1.02]})
+        issues = run_checks(frame, [name])[f"is_{name}_issue"].tolist()
+        expected = [False, True] if name == "bright" else [True, False]
+        assert issues == expected, name
+        assert f"{round(100 * value) if name in ('dark', 'bright') else value}" in CHECKS[name].description, name
+
+
+def test_payloads_stored_before_a_stat_existed_score_nan_and_are_not_flagged() -> None:
+    """An older ingest stored only brightness, contrast, sharpness, entropy and colourfulness."""
+    old = {k: v for k, v in image_stats(Image.new("RGB", (256, 192))).items() if k in OLD_STATS}
+    frame = pd.DataFrame({"id": ["old"], "width": [256], "height": [192], "quality": [old]})
+    frame = pd.concat([frame, stats_frame(frame["quality"])], axis=1)
+    checks = run_checks(frame)
+    for name in ("dark", "bright", "blurry"):
+        assert math.isnan(checks.loc[0, f"{name}_score"]) and not checks.loc[0, f"is_{name}_issue"], name
+    assert checks.loc[0, "is_low_information_issue"] and checks.loc[0, "is_grayscale_issue"]
+    assert lacks_stats(old) and lacks_stats(None) and lacks_stats({})
+    assert not lacks_stats(image_stats(textured(1)))
+
+
+def real_photo_rows(paths: list[Path]) -> pd.DataFrame:
+    """What ingest measures of each photo (the working copy's stats), as the checks read them."""
     rows = []
-    for path in photos:
+    for path in paths:
         decoded = decode(path.read_bytes())
         rows.append({"id": path.name, "width": decoded.width, "height": decoded.height, **image_stats(decoded.image)})
-    frame = pd.DataFrame(rows).rename(columns=dict(zip(STAT_NAMES, STAT_COLUMNS, strict=True)))
-    issues = run_checks(frame)[[f"is_{name}_issue" for name in CHECKS]]
-    assert (issues.mean() <= 0.05).all(), issues.mean().to_dict()
+    return pd.DataFrame(rows).rename(columns=dict(zip(STAT_NAMES, STAT_COLUMNS, strict=True)))
+
+
+def test_real_photos_are_rarely_flagged() -> None:
+    """At most 2 % of good photos per check (bench/quality_flags.py measures all 1,000); grayscale
+    flags only the photos that have no colour at all."""
+    photos = sorted(REAL_PHOTOS.glob("*.JPEG"))[::2] if REAL_PHOTOS.is_dir() else []
+    if len(photos) < 400:
+        pytest.skip(f"no sample photos in {REAL_PHOTOS}")
+    frame = real_photo_rows(photos)
+    checks = run_checks(frame)
+    shares = checks[[f"is_{name}_issue" for name in CHECKS if name != "grayscale"]].mean()
+    assert (shares <= 0.02).all(), shares.to_dict()
+    for name in checks.index[checks["is_grayscale_issue"]]:
+        with Image.open(photos[name]) as photo:
+            channels = np.asarray(photo.convert("RGB"), dtype=np.int16)
+            assert photo.mode == "L" or np.abs(np.diff(channels, axis=2)).mean() < 2, photos[name]
 
 
 # --- stats stored at ingest, backfilled for older payloads --------------------------------------
@@ -278,38 +406,51 @@ def test_ingest_stores_quality_and_pixel_sha256(services: Services) -> None:
 
 
 def test_load_collection_backfills_missing_quality_and_persists_it(data_dir: Path) -> None:
+    """Payloads without stats, or with the stats of an older version, are measured again from the
+    original, the way ingest measures them, and the result is saved."""
     with tiny_services(data_dir) as services:
         ids = ingest_files(services, ALICE, ingest_set())
         original = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
         old = [ids["photo.jpg"], ids["black.png"]]
-        services.index.set_payload(ALICE, old, {"quality": None})
-        assert all(r.payload.get("quality") is None for r in services.index.retrieve(ALICE, old))
+        services.index.set_payload(ALICE, [old[0]], {"quality": None})
+        older_keys = {k: v for k, v in original[old[1]].items() if k not in ("brightness_p90", "edge_sharpness")}
+        services.index.set_payload(ALICE, [old[1]], {"quality": older_keys})
+        assert lacks_stats(services.index.retrieve(ALICE, [old[1]])[0].payload["quality"])
 
         collection = load_collection(services, ALICE)
         images = collection.images.set_index("id")
         assert images[STAT_COLUMNS].notna().all().all()
         stored = {r.id: r.payload for r in services.index.scroll(ALICE)}
         for image_id in old:
-            thumbnail = open_rgb(services.store.get(stored[image_id]["thumbnail_key"]))
-            expected = image_stats(thumbnail)
-            assert stored[image_id]["quality"] == pytest.approx(expected)
-            assert images.loc[image_id, "quality"] == pytest.approx(expected)
-            assert images.loc[image_id, "q_brightness"] == pytest.approx(expected["brightness"])
-            # from the thumbnail, close to what ingest measured on the working copy
-            assert expected["brightness"] == pytest.approx(original[image_id]["brightness"], abs=0.03)
+            assert stored[image_id]["quality"] == pytest.approx(original[image_id])  # as ingest measured
+            assert images.loc[image_id, "quality"] == pytest.approx(original[image_id])
         for image_id in set(ids.values()) - set(old):
             assert stored[image_id]["quality"] == original[image_id]  # untouched
 
     with tiny_services(data_dir) as services:
         again = {r.id: r.payload["quality"] for r in services.index.scroll(ALICE)}
-        assert all(isinstance(again[image_id], dict) and again[image_id] for image_id in old)
+        assert not any(lacks_stats(again[image_id]) for image_id in old)
         assert load_collection(services, ALICE).images[STAT_COLUMNS].notna().all().all()
 
 
-def test_backfill_with_an_unreadable_thumbnail_leaves_the_stats_blank(services: Services) -> None:
+def test_backfill_falls_back_to_the_thumbnail_when_the_original_is_gone(services: Services) -> None:
     ids = ingest_files(services, ALICE, ingest_set())
     (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
     services.index.set_payload(ALICE, [ids["photo.jpg"]], {"quality": None})
+    services.store.delete(record.payload["original_key"])
+
+    images = load_collection(services, ALICE).images.set_index("id")
+    expected = image_stats(open_rgb(services.store.get(record.payload["thumbnail_key"])))
+    assert images.loc[ids["photo.jpg"], "quality"] == pytest.approx(expected)
+    # from the thumbnail, close to what ingest measured on the working copy
+    assert expected["brightness"] == pytest.approx(record.payload["quality"]["brightness"], abs=0.03)
+
+
+def test_backfill_with_nothing_readable_leaves_the_stats_blank(services: Services) -> None:
+    ids = ingest_files(services, ALICE, ingest_set())
+    (record,) = services.index.retrieve(ALICE, [ids["photo.jpg"]])
+    services.index.set_payload(ALICE, [ids["photo.jpg"]], {"quality": None})
+    services.store.delete(record.payload["original_key"])
     services.store.delete(record.payload["thumbnail_key"])
 
     images = load_collection(services, ALICE).images.set_index("id")

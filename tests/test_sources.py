@@ -8,7 +8,7 @@ import pytest
 from helpers import png, zip_bytes
 
 from core.images import ImageRejected
-from core.sources import IngestItem, items_from_paths, items_from_upload
+from core.sources import IngestItem, InputSkipped, items_from_paths, items_from_upload
 
 
 def as_dict(items: list[IngestItem]) -> dict[str, bytes]:
@@ -21,6 +21,9 @@ def outcomes(items: list[IngestItem]) -> dict[str, bytes | str]:
     for item in items:
         try:
             found[item.path] = item.read()
+        except InputSkipped as exc:
+            assert item.size is None
+            found[item.path] = f"skipped: {exc}"
         except ImageRejected as exc:
             assert item.size is None  # a refused item is never size-checked first
             found[item.path] = str(exc)
@@ -48,7 +51,7 @@ def test_folders_are_read_recursively_and_hidden_files_get_a_line(tmp_path: Path
     (tmp_path / "sub" / "Thumbs.db").write_bytes(b"windows")
     items = list(items_from_paths([tmp_path]))
     assert outcomes(items) == {
-        str(tmp_path / ".git"): "folder not entered: hidden (name starts with a dot)",
+        str(tmp_path / ".git"): "skipped: folder not entered: hidden (name starts with a dot)",
         str(tmp_path / ".hidden.png"): "skipped: hidden (name starts with a dot)",
         str(tmp_path / "a.png"): b"a",
         str(tmp_path / "b.png"): b"b",

@@ -75,6 +75,7 @@ def test_admin_sees_every_check_counts_and_versions(app_env: Path) -> None:
         "Image store": "ok",
         "Vector index": "ok",
         "Free disk space": "ok",
+        "Orphaned objects": "ok",
     }
     assert "random weights" in lines["Embedding model"][1]
     assert lines["Vector index"][1].endswith(": 4 images")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -136,15 +134,6 @@ def test_local_store_lists_the_temp_file_of_an_interrupted_write(tmp_path: Path)
 
 
 # --- S3 -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never answers (a hung server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def test_s3_dead_server_is_unreachable_in_seconds() -> None:

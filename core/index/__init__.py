@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.index.base import (
     ImageRecord,
     IndexLocked,
     SearchHit,
     VectorIndex,
     VectorIndexError,
+    attach_observer,
     collection_name,
     image_id,
 )
@@ -22,6 +25,7 @@ __all__ = [
     "collection_name",
     "image_id",
     "open_index",
+    "vector_cache_root",
 ]
 
 
@@ -30,7 +34,19 @@ def open_index(settings: Settings, model_name: str, dimension: int, timeout: flo
 
     ``timeout`` bounds each request to a server (``doctor`` uses a short one).
     """
-    collection = collection_name(model_name, dimension)
+    index = _open_collection(settings, collection_name(model_name, dimension), dimension, timeout)
+    from core.vectors import VectorCache  # imported here: core.vectors builds on this package
+
+    attach_observer(index, VectorCache(vector_cache_root(settings), index.collection, dimension, index))
+    return index
+
+
+def vector_cache_root(settings: Settings) -> Path:
+    """Where the vector caches of every collection live (see core.vectors)."""
+    return settings.data_dir / "cache" / "vectors"
+
+
+def _open_collection(settings: Settings, collection: str, dimension: int, timeout: float) -> VectorIndex:
     if settings.qdrant_url:
         from core.index.server import ServerIndex
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,11 +70,21 @@ class SearchHit:
 
 
 class VectorIndex(ABC):
-    """A Qdrant collection of image vectors with payloads. All reads are filtered by user."""
+    """A Qdrant collection of image vectors with payloads. All reads are filtered by user.
+
+    Writes (upsert, delete, set_payload) of every implementation are reported to the observers
+    attached with ``attach_observer`` (the vector cache keeps itself in step that way).
+    """
 
     kind: str
     collection: str
     dimension: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for op in ("upsert", "delete", "set_payload"):
+            if op in cls.__dict__ and not getattr(cls.__dict__[op], "__isabstractmethod__", False):
+                setattr(cls, op, _observed(op, cls.__dict__[op]))
 
     @abstractmethod
     def upsert(self, records: Sequence[ImageRecord]) -> None:
@@ -132,3 +144,58 @@ class VectorIndex(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release files and connections."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One user's part of an index write, as an observer sees it."""
+
+    op: str  # "upsert", "delete" or "set_payload"
+    user: str
+    ids: tuple[str, ...]
+    records: tuple[ImageRecord, ...] = ()  # upsert: the new points
+    values: dict[str, Any] | None = None  # set_payload: the merged values
+
+
+class IndexObserver(ABC):
+    """Told about every write to an index it is attached to (e.g. the vector cache)."""
+
+    @abstractmethod
+    def observe(self, changes: Sequence[Change]) -> AbstractContextManager[None]:
+        """Entered before the index write, exited after it succeeded (left by an exception if not)."""
+
+
+def attach_observer(index: VectorIndex, observer: IndexObserver) -> None:
+    """Have ``observer`` see every upsert, delete and set_payload of ``index`` from now on."""
+    index.__dict__.setdefault("observers", []).append(observer)
+
+
+def _changes(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Change]:
+    if op == "upsert":
+        records = list(kwargs.get("records", args[0] if args else ()))
+        users = dict.fromkeys(r.payload.get("user", "") for r in records)
+        return [
+            Change(op, user, tuple(r.id for r in mine), tuple(mine))
+            for user in users
+            if (mine := [r for r in records if r.payload.get("user", "") == user])
+        ]
+    names = ("user", "ids", "values")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    if not bound.get("ids"):
+        return []
+    return [Change(op, bound["user"], tuple(str(i) for i in bound["ids"]), values=bound.get("values"))]
+
+
+def _observed(op: str, method: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(method)
+    def write(self: VectorIndex, *args: Any, **kwargs: Any) -> None:
+        observers = self.__dict__.get("observers")
+        changes = _changes(op, args, kwargs) if observers else []
+        if not changes:
+            return method(self, *args, **kwargs)
+        with ExitStack() as stack:
+            for observer in observers:
+                stack.enter_context(observer.observe(changes))
+            return method(self, *args, **kwargs)
+
+    return write

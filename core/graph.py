@@ -1,0 +1,314 @@
+"""One neighbour graph per collection: the top-k cosine neighbours of every image, with similarities.
+
+Built once per version of a user's collection and cached on disk; the semantic duplicate level,
+every anomaly method and the Explorer's UMAP read it instead of searching on their own.
+
+- Up to ``EXACT_LIMIT`` images: exact search (faiss flat, inner product on unit vectors).
+- Above: faiss IVF-Flat. Its ``nprobe`` is raised until recall@10 against exact search, measured on
+  a sample of the collection's own images, reaches ``TARGET_RECALL``; the graph keeps that figure.
+- Changes are patched in (``update``): new or re-embedded images are searched exactly against the
+  collection, and every other image's list is merged with its nearest new ones; lists that lost a
+  deleted neighbour are refilled (exactly below the limit, from neighbours of neighbours above it).
+  Past ``REBUILD_FRACTION`` of the collection changed since the last full build, it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from core.neighbors import drop_self, knn
+from core.storage.base import check_user
+
+log = logging.getLogger(__name__)
+
+GRAPH_K = 50
+EXACT_LIMIT = 50_000
+TARGET_RECALL = 0.95
+TUNING_MARGIN = 0.01  # tune a little above the target, so a fresh sample still meets it
+TUNING_QUERIES = 1_000
+REBUILD_FRACTION = 0.2
+FORMAT = 1
+
+
+@dataclass
+class NeighbourGraph:
+    """Row i's neighbours ``indices[i]`` (best first, never i; -1 = none) and their cosines."""
+
+    indices: np.ndarray  # (n, k) int64
+    similarities: np.ndarray  # (n, k) float32, -inf where there is no neighbour
+    exact: bool
+    recall: float | None = None  # recall@10 against exact search on a sample (approximate only)
+    version: int = 1
+    changed: int = 0  # rows added, removed or re-embedded since the last full build
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def first(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest of each row (k may not exceed the graph's)."""
+        if k > self.k:
+            raise ValueError(f"the graph holds {self.k} neighbours per image, {k} were asked for")
+        return self.indices[:, :k], self.similarities[:, :k]
+
+
+def build(vectors: np.ndarray, k: int = GRAPH_K, exact_limit: int = EXACT_LIMIT, seed: int = 0) -> NeighbourGraph:
+    """The graph of unit-length ``vectors``: exact up to ``exact_limit`` rows, IVF above."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(vectors) <= exact_limit:
+        indices, similarities = knn(vectors, k)
+        return NeighbourGraph(indices, similarities, exact=True)
+    indices, similarities, recall = _approximate(vectors, k, seed)
+    return NeighbourGraph(indices, similarities, exact=False, recall=recall)
+
+
+def recall_at(graph: NeighbourGraph, vectors: np.ndarray, rows: np.ndarray, k: int = 10) -> float:
+    """Share of each sampled row's exact ``k`` nearest that the graph lists (ties count as found)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    _, exact = _exact_rows(vectors, rows, k)
+    found = graph.similarities[rows, :k]
+    # A listed neighbour at least as close as the exact k-th one is a correct one.
+    return float(np.mean(np.sum(found >= exact[:, -1:] - 1e-5, axis=1) / k))
+
+
+# --- approximate search ---------------------------------------------------------------------------
+
+
+def _approximate(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    n, dimension = vectors.shape
+    nlist = max(16, int(2 * math.sqrt(n)))
+    rng = np.random.default_rng(seed)
+    training = vectors[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))]
+    quantizer = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(training)
+    del training
+    index.add(vectors)
+
+    queries = np.sort(rng.choice(n, size=min(n, TUNING_QUERIES), replace=False))
+    _, truth = _exact_rows(vectors, queries, 10)
+    recall, nprobe = 0.0, 4
+    while nprobe <= nlist:
+        index.nprobe = nprobe
+        similarities, indices = index.search(vectors[queries], 11)
+        _, found = drop_self(indices, similarities, queries, 10)
+        recall = float(np.mean(np.sum(found >= truth[:, -1:] - 1e-5, axis=1) / 10))
+        if recall >= TARGET_RECALL + TUNING_MARGIN:
+            break
+        nprobe = max(nprobe + 1, round(nprobe * 1.5))  # fine steps: each probe costs n / nlist per query
+    log.info("IVF graph: %d lists, nprobe %d, recall@10 %.3f on %d queries", nlist, nprobe, recall, len(queries))
+    similarities, indices = index.search(vectors, k + 1)
+    indices, similarities = drop_self(indices, similarities, np.arange(n), k)
+    return indices, similarities, recall
+
+
+def _exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest of ``vectors[rows]`` among all rows, without the row itself."""
+    queries = np.ascontiguousarray(vectors[rows])
+    similarities, indices = faiss.knn(queries, vectors, min(k + 1, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
+    return drop_self(indices, similarities, rows, k)
+
+
+# --- incremental update ---------------------------------------------------------------------------
+
+
+def update(graph: NeighbourGraph, vectors: np.ndarray, moved: np.ndarray, added: np.ndarray) -> NeighbourGraph:
+    """The graph of ``vectors`` from an older ``graph``.
+
+    ``moved[i]`` is the new row of the graph's row i (-1: deleted or re-embedded); ``added`` are
+    the new rows not in the old graph (new or re-embedded images).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, k = len(vectors), graph.k
+    indices = np.full((n, k), -1, dtype=np.int64)
+    similarities = np.full((n, k), -np.inf, dtype=np.float32)
+    survivors = np.flatnonzero(moved >= 0)
+    rows = moved[survivors]
+    old = graph.indices[survivors]
+    mapped = np.where(old >= 0, moved[np.where(old >= 0, old, 0)], -1)
+    indices[rows] = mapped
+    similarities[rows] = np.where(mapped >= 0, graph.similarities[survivors], -np.inf)
+    lost = rows[((old >= 0) & (mapped < 0)).any(axis=1)]  # rewritten below, whatever their order
+
+    if len(added):
+        found, found_sim = _exact_rows(vectors, added, k)
+        indices[added], similarities[added] = found, found_sim
+        if graph.exact:
+            closer, near, near_sim = _new_among_nearest(vectors, rows, added, similarities, k)
+        else:
+            closer, near, near_sim = _reverse_offers(found, found_sim, added, similarities)
+        merged_idx = np.concatenate([indices[closer], near], axis=1)
+        merged_sim = np.concatenate([similarities[closer], near_sim], axis=1)
+        order = np.argsort(-merged_sim, axis=1, kind="stable")[:, :k]
+        indices[closer] = np.take_along_axis(merged_idx, order, axis=1)
+        similarities[closer] = np.take_along_axis(merged_sim, order, axis=1)
+
+    if len(lost):  # the next-nearest beyond the old list is unknown: search these rows again
+        if graph.exact:
+            indices[lost], similarities[lost] = _exact_rows(vectors, lost, k)
+        else:
+            _refill_from_neighbours(vectors, indices, similarities, lost)
+    changed = graph.changed + int((moved < 0).sum()) + len(added)
+    return replace(graph, indices=indices, similarities=similarities, version=graph.version + 1, changed=changed)
+
+
+def _new_among_nearest(
+    vectors: np.ndarray, rows: np.ndarray, added: np.ndarray, similarities: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact: the rows whose lists the new ones enter, with their nearest new rows (best first).
+
+    Every row is queried against the new ones (which spares a copy of the survivors' vectors)."""
+    near_sim, near = faiss.knn(
+        vectors, np.ascontiguousarray(vectors[added]), min(k, len(added)), metric=faiss.METRIC_INNER_PRODUCT
+    )
+    changes = near_sim[rows, 0] > similarities[rows, -1]
+    return rows[changes], added[near[rows[changes]]], near_sim[rows[changes]]
+
+
+def _reverse_offers(
+    found: np.ndarray, found_sim: np.ndarray, added: np.ndarray, similarities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate: each new row is offered to the lists of its own nearest rows (reverse
+    neighbours, as in NN-descent), one (rows, offers, similarities) padded matrix."""
+    targets, offers, scores = found.ravel(), np.repeat(added, found.shape[1]), found_sim.ravel()
+    keep = (targets >= 0) & ~np.isin(targets, added)
+    targets, offers, scores = targets[keep], offers[keep], scores[keep]
+    keep = scores > similarities[targets, -1]  # better than the list's last entry
+    targets, offers, scores = targets[keep], offers[keep], scores[keep]
+    rows, slot_of = np.unique(targets, return_inverse=True)
+    order = np.argsort(slot_of, kind="stable")
+    counts = np.bincount(slot_of, minlength=len(rows))
+    column = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    near = np.full((len(rows), max(1, counts.max(initial=1))), -1, dtype=np.int64)
+    near_sim = np.full(near.shape, -np.inf, dtype=np.float32)
+    near[slot_of[order], column] = offers[order]
+    near_sim[slot_of[order], column] = scores[order]
+    return rows, near, near_sim
+
+
+def _refill_from_neighbours(
+    vectors: np.ndarray, indices: np.ndarray, similarities: np.ndarray, rows: np.ndarray
+) -> None:
+    """Refill each row's list from its neighbours' neighbours (one NN-descent step)."""
+    k = indices.shape[1]
+    for row in rows:
+        first = indices[row][indices[row] >= 0]
+        candidates = np.unique(np.concatenate([first, indices[first].ravel()]))
+        candidates = candidates[(candidates >= 0) & (candidates != row)]
+        scores = vectors[candidates] @ vectors[row]
+        best = np.argsort(-scores, kind="stable")[:k]
+        indices[row] = -1
+        similarities[row] = -np.inf
+        indices[row, : len(best)] = candidates[best]
+        similarities[row, : len(best)] = scores[best]
+
+
+# --- on-disk cache ---------------------------------------------------------------------------------
+
+
+class GraphStore:
+    """Each user's graph under ``root/{collection}/{user}/``, brought up to date on ``get``."""
+
+    def __init__(self, root: Path, collection: str) -> None:
+        self.root = Path(root) / collection
+
+    def get(
+        self,
+        user: str,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        stamps: np.ndarray,
+        seq: int,
+        epoch: str,
+        k: int = GRAPH_K,
+        rebuild: bool = False,
+    ) -> NeighbourGraph:
+        """The graph of this snapshot of the user's collection (built, patched or read back)."""
+        folder = self.root / check_user(user)
+        previous = self._meta(folder)
+        stored = None if rebuild else self._read(folder, epoch, k)
+        if stored is not None and stored[1] == seq and len(stored[2]) == len(ids):
+            return stored[0]
+        graph = None
+        if stored is not None:
+            old_graph, old_seq, old_ids = stored
+            moved = pd.Index(ids).get_indexer(old_ids)
+            fresh = stamps > old_seq
+            moved = np.where((moved >= 0) & ~fresh[np.maximum(moved, 0)], moved, -1)
+            added = np.flatnonzero(fresh | ~pd.Index(ids).isin(old_ids))
+            changes = old_graph.changed + int((moved < 0).sum()) + len(added)
+            if changes <= REBUILD_FRACTION * max(len(ids), 1):
+                graph = update(old_graph, vectors, moved, added)
+        if graph is None:
+            version = previous["version"] + 1 if previous is not None else 1
+            graph = replace(build(vectors, max(k, GRAPH_K)), version=version)
+        self._write(folder, graph, ids, seq, epoch)
+        return graph
+
+    def info(self, user: str) -> dict | None:
+        """What is stored for ``user`` (version, count, exact, recall, changed, seq), if anything."""
+        return self._meta(self.root / check_user(user))
+
+    def _meta(self, folder: Path) -> dict | None:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if meta.get("format") == FORMAT else None
+
+    def _read(self, folder: Path, epoch: str, k: int) -> tuple[NeighbourGraph, int, np.ndarray] | None:
+        meta = self._meta(folder)
+        if meta is None or meta["epoch"] != epoch or meta["k"] < k:
+            return None
+        try:
+            with np.load(folder / meta["file"], allow_pickle=False) as data:
+                graph = NeighbourGraph(
+                    data["indices"].astype(np.int64),
+                    data["similarities"],
+                    exact=meta["exact"],
+                    recall=meta["recall"],
+                    version=meta["version"],
+                    changed=meta["changed"],
+                )
+                ids = data["ids"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return graph, int(meta["seq"]), ids
+
+    def _write(self, folder: Path, graph: NeighbourGraph, ids: np.ndarray, seq: int, epoch: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"graph-{uuid.uuid4().hex}.npz"
+        indices = graph.indices.astype(np.int32 if len(graph) < 2**31 else np.int64)
+        np.savez(folder / name, indices=indices, similarities=graph.similarities, ids=np.asarray(ids, dtype=str))
+        meta = {
+            "format": FORMAT,
+            "file": name,
+            "seq": seq,
+            "epoch": epoch,
+            "k": graph.k,
+            "exact": graph.exact,
+            "recall": graph.recall,
+            "version": graph.version,
+            "changed": graph.changed,
+            "count": len(graph),
+        }
+        tmp = folder / f".meta-{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, folder / "meta.json")
+        for stale in folder.glob("graph-*.npz"):
+            if stale.name != name:
+                stale.unlink(missing_ok=True)
