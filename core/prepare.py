@@ -9,13 +9,16 @@ reruns and the CLI opens one per run.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -101,6 +104,36 @@ def _init_worker() -> None:
     torch.set_num_interop_threads(1)
 
 
+@contextmanager
+def _bare_main() -> Iterator[None]:
+    """While a worker is launched, ``__main__`` is an empty module.
+
+    multiprocessing makes each new process run the parent's ``__main__`` script again; under
+    Streamlit (and AppTest) that is the app's page script, which must not run in a worker.
+    Streamlit itself swaps ``sys.modules["__main__"]`` on every rerun in the same way.
+    """
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+class _WorkerProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        with _bare_main():
+            return ForkServerProcess._Popen(process_obj)
+
+
+class _WorkerContext(ForkServerContext):
+    """The forkserver start method, with workers that never re-run the caller's ``__main__``."""
+
+    Process = _WorkerProcess
+
+
 class PreparePool:
     """Worker processes for ``prepare_chunk``; started on first use, shared by threads, reusable."""
 
@@ -152,7 +185,7 @@ class PreparePool:
             if self._executor is None:
                 # forkserver, not fork: forking a process whose PyTorch threads already run is
                 # unsafe. The server imports this module once; each worker is a cheap fork of it.
-                context = multiprocessing.get_context("forkserver")
+                context = _WorkerContext()
                 context.set_forkserver_preload([__name__])
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
             return self._executor

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +134,18 @@ def test_fewer_files_than_a_batch_do_not_start_the_pool(tmp_path: Path, tiny: Em
     finally:
         index.close()
         pool.close()
+
+
+def test_workers_never_run_the_callers_main_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny: Embedder
+) -> None:
+    """Under Streamlit (and AppTest) ``__main__`` is the page script: a new worker must not run it."""
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('the page script ran in a worker')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    with PreparePool(workers=1) as pool:  # a fresh pool: its worker starts while the page is __main__
+        (outcome,) = pool.submit([png(seed=9)], ImageLimits(), tiny.image_transform()).result(timeout=120)
+    assert isinstance(outcome, PreparedImage)
+    assert sys.modules["__main__"] is page
