@@ -9,6 +9,8 @@ reruns and the CLI opens one per run.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import threading
@@ -97,11 +99,25 @@ def default_workers() -> int:
 
 
 def _init_worker() -> None:
-    """Each worker does one image at a time: no thread pools inside it to fight the others."""
+    """Each worker does one image at a time (no thread pools inside it to fight the others), and
+    exits with the process that started it."""
     import torch
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """Wait for the parent to end, then end this worker.
+
+    Idle workers block on the task queue, whose write end they hold themselves, so a parent killed
+    with SIGKILL would otherwise leave them (hundreds of MB each) running for ever.
+    """
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 @contextmanager

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_helpers import ROOT
 from helpers import encode, jpeg, pattern, png, png_claiming_size, truncated_jpeg
 from PIL import Image
 
@@ -149,3 +152,42 @@ def test_workers_never_run_the_callers_main_script(
         (outcome,) = pool.submit([png(seed=9)], ImageLimits(), tiny.image_transform()).result(timeout=120)
     assert isinstance(outcome, PreparedImage)
     assert sys.modules["__main__"] is page
+
+
+POOL_THEN_WAIT = """
+import sys, time
+from core.images import ImageLimits
+from core.prepare import PreparePool
+pool = PreparePool(workers=2)
+pool.submit([sys.stdin.buffer.read()], ImageLimits(), None).result()
+print(*pool._running()._processes, flush=True)  # the worker pids
+time.sleep(600)
+"""
+
+
+def test_workers_end_with_a_parent_killed_by_sigkill() -> None:
+    """Idle workers hold their own task queue open: without a watch on the parent, a kill -9 of
+    the ingest left them (hundreds of MB each) running for ever."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", POOL_THEN_WAIT], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
+    )
+    try:
+        parent.stdin.write(png(seed=3))
+        parent.stdin.close()
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers and all(alive(pid) for pid in workers)  # started on demand: one or two
+    finally:
+        parent.kill()
+        parent.wait(30)
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
