@@ -163,16 +163,7 @@ class RayIngestor(Ingestor):
     @classmethod
     def for_services(cls, services: Services, cluster: RayCluster) -> RayIngestor:
         """The Ray engine's counterpart of ``services.ingestor()``: the same store, index and limits."""
-        return cls(
-            cluster,
-            services.store,
-            services.index,
-            services.embedder,
-            services.limits,
-            batch_size=services.batch_size,
-            journal_dir=services.journal_dir,
-            disk_guard=services.disk_guard(),
-        )
+        return cls(cluster, **services.ingest_parts())
 
     def _prepared(
         self, batches: Iterable[tuple[int, list[_Candidate]]], pool: object, tally: _Tally

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.diskspace import DiskGuard
 from core.embed import Embedder, default_batch_size, load_embedder
@@ -54,17 +55,20 @@ class Services:
             return DiskGuard(self.settings.data_dir, self.settings.min_free_bytes)
         return None
 
+    def ingest_parts(self) -> dict[str, Any]:
+        """What every ingest engine is built from: store, index, model, limits, batch, journal, disk."""
+        return {
+            "store": self.store,
+            "index": self.index,
+            "embedder": self.embedder,
+            "limits": self.limits,
+            "batch_size": self.batch_size,
+            "journal_dir": self.journal_dir,
+            "disk_guard": self.disk_guard(),
+        }
+
     def ingestor(self) -> Ingestor:
-        return Ingestor(
-            self.store,
-            self.index,
-            self.embedder,
-            self.limits,
-            batch_size=self.batch_size,
-            pool=self.prepare_pool,
-            journal_dir=self.journal_dir,
-            disk_guard=self.disk_guard(),
-        )
+        return Ingestor(**self.ingest_parts(), pool=self.prepare_pool)
 
     def close(self) -> None:
         self.prepare_pool.close()

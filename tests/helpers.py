@@ -101,15 +101,20 @@ def _weed_command(data: Path, config: Path, sock_dir: str, ports: list[int]) -> 
     ]  # fmt: skip
 
 
-def _stop(proc: subprocess.Popen, ports: list[int]) -> None:
-    """SIGTERM, then SIGKILL after 10 s; then remove the gRPC sockets weed leaves in /tmp."""
+def terminate(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still running after ``grace`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _stop(proc: subprocess.Popen, ports: list[int]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; then remove the gRPC sockets weed leaves in /tmp."""
+    terminate(proc, grace=10)
     for port in {*ports, ports[8] + 10000}:
         for leftover in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
             with contextlib.suppress(OSError):
@@ -497,13 +502,7 @@ def _wait_for_node(proc: subprocess.Popen, log: Path, deadline: float) -> None:
 
 def _stop_ray_node(proc: subprocess.Popen) -> None:
     """SIGTERM: ``ray start --block`` then stops the node's processes; SIGKILL after 40 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, grace=40)
 
 
 @contextlib.contextmanager
