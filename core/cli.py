@@ -74,8 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Visual anomaly detection dashboard CLI.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="store images (files, folders, .zip archives) for a user")
-    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest = commands.add_parser(
+        "ingest", help="store images (files, folders, .zip archives, s3://bucket/prefix) for a user"
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--user", required=True, help="owner of the images")
     ingest.add_argument("--json", action="store_true", help="print one JSON object per file as it is done (JSON Lines)")
     ingest.add_argument("--batch-size", type=_positive_int, default=None, help="images embedded per batch")
@@ -175,14 +177,17 @@ def _open_for_analysis():
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.inputs import S3InputError, items_from_inputs, missing_inputs
     from core.names import display_name
-    from core.sources import items_from_paths
 
     check_user(args.user)
-    missing = [str(p) for p in args.paths if not p.exists()]
+    missing = missing_inputs(args.paths)
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    items = list(items_from_paths(args.paths))
+    try:
+        items = list(items_from_inputs(args.paths, load_settings()))
+    except S3InputError as exc:
+        raise UsageError(str(exc)) from None
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
     services = _open(**overrides)
 

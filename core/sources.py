@@ -67,7 +67,7 @@ def is_zip_name(name: str) -> bool:
     return name.lower().endswith(".zip")
 
 
-def _skipped_kind(name: str) -> str | None:
+def skipped_kind(name: str) -> str | None:
     """What a relative path inside a folder or archive is when it is not read (hidden, macOS
     metadata, a system file), or None."""
     parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -81,7 +81,7 @@ def _skipped_kind(name: str) -> str | None:
 
 
 def _skip_reason(name: str) -> str | None:
-    return _skipped_kind(name)
+    return skipped_kind(name)
 
 
 def items_from_paths(paths: Iterable[Path]) -> Iterator[IngestItem]:
@@ -104,7 +104,7 @@ def items_from_upload(name: str, data: bytes) -> Iterator[IngestItem]:
     if problem:
         yield rejected_item(name, problem)
     elif is_zip_name(name):
-        yield from _items_from_zip(name, lambda: io.BytesIO(data))
+        yield from items_from_zip(name, lambda: io.BytesIO(data))
     else:
         yield IngestItem(path=name, read=lambda: data, size=len(data))
 
@@ -122,7 +122,7 @@ def _items_from_folder(root: Path) -> Iterator[IngestItem]:
         base = Path(folder)
         for name in list(subfolders):
             child = base / name
-            kind = "link to a folder" if child.is_symlink() else _skipped_kind(name)
+            kind = "link to a folder" if child.is_symlink() else skipped_kind(name)
             if kind:
                 reason = f"folder not entered: {kind}"
                 subfolders.remove(name)
@@ -154,7 +154,7 @@ def _items_from_file(path: Path, name: str) -> Iterator[IngestItem]:
     if problem:
         yield rejected_item(str(path), problem)
     elif is_zip_name(path.name):
-        yield from _items_from_zip(str(path), partial(path.open, "rb"))
+        yield from items_from_zip(str(path), partial(path.open, "rb"))
     else:
         yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size)
 
@@ -168,7 +168,7 @@ def _not_regular(path: Path) -> str:
     return f"not a regular file ({kind})"
 
 
-def _items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[IngestItem]:
+def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[IngestItem]:
     """Members of an archive, one item each; an unreadable archive becomes one item whose read()
     raises, an archive without files one rejected item."""
     handle = None

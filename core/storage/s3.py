@@ -35,6 +35,40 @@ def parse_endpoint(endpoint: str, secure: bool | None) -> tuple[str, bool]:
     return host, secure
 
 
+def minio_client(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    secure: bool | None = None,
+    region: str | None = None,
+    timeout: float = READ_TIMEOUT_S,
+    retries: int = RETRIES,
+) -> Minio:
+    """A client whose requests wait at most ``timeout`` and retry as S3Store describes."""
+    host, tls = parse_endpoint(endpoint, secure)
+    retry = urllib3.Retry(
+        total=retries,
+        connect=retries,
+        read=0,
+        other=0,
+        status=retries,
+        backoff_factor=0.2,
+        status_forcelist=[500, 502, 503, 504],
+    )
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT_S), read=timeout),
+        retries=retry,
+        maxsize=16,
+    )
+    return Minio(host, access_key=access_key, secret_key=secret_key, secure=tls, region=region, http_client=http)
+
+
+def endpoint_url(endpoint: str, secure: bool | None = None) -> str:
+    """The endpoint as shown to people: ``http(s)://host:port``."""
+    host, tls = parse_endpoint(endpoint, secure)
+    return f"{'https' if tls else 'http'}://{host}"
+
+
 class S3Store(ObjectStore):
     """Objects in one bucket, created if missing."""
 
@@ -55,27 +89,10 @@ class S3Store(ObjectStore):
         request whose connection failed or that got a 5xx, never one that timed out waiting for an
         answer. So one call takes at most ``(retries + 1) * 3 s`` plus back-off against a dead server
         and ``3 s + timeout`` against a hung one; then it raises StoreUnreachable."""
-        host, tls = parse_endpoint(endpoint, secure)
-        self.endpoint = f"{'https' if tls else 'http'}://{host}"
+        self.endpoint = endpoint_url(endpoint, secure)
         self.bucket = bucket
-        retry = urllib3.Retry(
-            total=retries,
-            connect=retries,
-            read=0,
-            other=0,
-            status=retries,
-            backoff_factor=0.2,
-            status_forcelist=[500, 502, 503, 504],
-        )
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT_S), read=timeout),
-            retries=retry,
-            maxsize=16,
-        )
         try:
-            self.client = Minio(
-                host, access_key=access_key, secret_key=secret_key, secure=tls, region=region, http_client=http
-            )
+            self.client = minio_client(endpoint, access_key, secret_key, secure, region, timeout, retries)
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket)
         except _ERRORS as exc:
