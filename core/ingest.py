@@ -329,7 +329,7 @@ class Ingestor:
         for c in candidates:
             if c.image_id in existing:
                 self._add_occurrence(c.image_id, c.item)
-                reason = f"same content as {_stored_name(existing[c.image_id])} in your collection"
+                reason = f"same content as {_stored_name(existing[c.image_id])}, already in your collection"
                 record(c.position, IngestResult(c.item.path, "present", reason, c.image_id))
             else:
                 fresh.append(c)

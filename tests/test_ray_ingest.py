@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from helpers import RAY_DRIVER_ENV, free_port, jpeg, list_keys, png, running_ray_cluster, tiny_services, zip_bytes
 
+from core.records import occurrence_names
+
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
 #: Set at ingest, so never the same in two runs.
@@ -92,6 +94,9 @@ def test_the_ray_engine_stores_the_same_points_and_objects(runs: dict[str, tuple
     (local_points, local_keys), (ray_points, ray_keys) = stored["local"], stored["ray"]
     assert len(ray_points) == 20
     assert ray_points.keys() == local_points.keys()
+    # the repeat is an occurrence of the same image, recorded by both engines
+    names = sorted(occurrence_names(p.payload) for p in ray_points.values() if len(p.payload["occurrences"]) > 1)
+    assert names == [["copy-of-03.jpg", "photo-03.jpg"]]
     for point_id, point in ray_points.items():
         expected = local_points[point_id]
         assert _without(point.payload, TIMESTAMPS) == _without(expected.payload, TIMESTAMPS)
@@ -118,4 +123,7 @@ def test_a_ray_address_where_nothing_answers_is_a_usage_error(photos: Path, tmp_
 
 
 def _without(payload: dict, keys: set[str]) -> dict:
-    return {k: v for k, v in payload.items() if k not in keys}
+    """The payload without ingest times (also each occurrence's ``added_at``)."""
+    kept = {k: v for k, v in payload.items() if k not in keys}
+    kept["occurrences"] = [{k: v for k, v in o.items() if k != "added_at"} for o in kept.get("occurrences", [])]
+    return kept
