@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import pandas as pd
 import streamlit as st
 
 from app import ui
-from core.record_filters import NONE_TEXT, RecordFilter, filter_choices
+from core.record_filters import NONE_TEXT, RecordFilter, filter_choices, filter_mask
+
+if TYPE_CHECKING:
+    from core.duplicates import Cluster
 
 KEYS = {"datasets": "filter_datasets", "splits": "filter_splits", "labels": "filter_labels"}
 
@@ -42,3 +48,24 @@ def current_filter() -> RecordFilter:
     return RecordFilter(
         datasets=tuple(v for v in chosen("datasets") if v is not None), splits=chosen("splits"), labels=chosen("labels")
     )
+
+
+def allowed_ids(user: str) -> set[str] | None:
+    """The ids of ``user``'s images that match the sidebar's filter; None when nothing is chosen."""
+    record_filter = current_filter()
+    if not record_filter.active:
+        return None
+    images = ui.image_listing(user)
+    return set(images.loc[filter_mask(images, record_filter), "id"])
+
+
+def keep_rows(frame: pd.DataFrame, user: str, column: str = "id") -> pd.DataFrame:
+    """The rows of ``frame`` (one image each, its id in ``column``) that match the sidebar's filter."""
+    allowed = allowed_ids(user)
+    return frame if allowed is None else frame[frame[column].isin(allowed)]
+
+
+def keep_clusters(clusters: list[Cluster], user: str) -> list[Cluster]:
+    """The duplicate clusters with at least one image that matches the sidebar's filter."""
+    allowed = allowed_ids(user)
+    return clusters if allowed is None else [c for c in clusters if allowed.intersection(c.members)]

@@ -23,9 +23,9 @@ st.caption(
     "The content decides the type, not the extension. Files you already have are recognised and skipped."
 )
 
+options = ingest_options.ingest_options()
 with st.form("upload_form", clear_on_submit=True, border=True):
     files = st.file_uploader("Drop images or .zip archives here", accept_multiple_files=True, key="uploads")
-    options = ingest_options.ingest_options()
     submitted = st.form_submit_button("Add to collection", type="primary", icon=":material/add_photo_alternate:")
 
 if submitted:

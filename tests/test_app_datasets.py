@@ -49,11 +49,15 @@ def test_a_zip_in_the_split_label_layout_then_filter_and_relabel(app_env) -> Non
     at.multiselect(key="filter_splits").unselect("test").run()
     at.multiselect(key="filter_labels").select("pet").run()
     assert "**2** image(s)" in texts(at)  # only the two selected images were relabelled
+    for page in ("duplicates", "anomalies"):  # pages that list images narrow them too
+        assert not open_page(at, page).exception
 
 
 def test_a_manifest_with_a_missing_file_stores_nothing(app_env) -> None:
     at = open_page(signed_in_app(app_env, "hugo"), "upload")
     manifest = b"path,split,label\na.png,train,cat\nmissing.png,test,dog\n"
+    at.radio(key="upload_layout").set_value("manifest").run()
+    assert "Add the manifest file first" in texts(at)
     at.file_uploader(key="upload_manifest").set_value([("labels.csv", manifest, "text/csv")])
     upload(at, [("pets.zip", zip_bytes({"a.png": png(1)}))])
     assert not at.exception
