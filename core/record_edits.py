@@ -25,15 +25,25 @@ from core.records import (
 from core.storage import ObjectStore
 
 OccurrenceKey = tuple[str, str, str | None]
+#: Images read from the index at a time.
+BATCH = 1000
+
+
+def _batches(ids: Sequence[str]) -> list[list[str]]:
+    ids = list(dict.fromkeys(ids))
+    return [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
 
 
 def set_label(index: VectorIndex, user: str, ids: Sequence[str], value: str | None) -> int:
     """Set (None: clear) the label of the user's images among ``ids``; returns images found."""
     value = clean_name(value, "label")
-    found = [r.id for r in index.retrieve(user, list(ids))]
-    if found:
-        index.set_payload(user, found, {"label": value})
-    return len(found)
+    found = 0
+    for batch in _batches(ids):
+        mine = [r.id for r in index.retrieve(user, batch)]
+        if mine:
+            index.set_payload(user, mine, {"label": value})
+            found += len(mine)
+    return found
 
 
 def set_split(index: VectorIndex, user: str, ids: Sequence[str], value: str | None) -> int:
@@ -52,7 +62,7 @@ def set_dataset(index: VectorIndex, user: str, ids: Sequence[str], value: str | 
 
 def _rewrite(index: VectorIndex, user: str, ids: Sequence[str], change: Callable[[Occurrence], Occurrence]) -> int:
     changed = 0
-    for record in index.retrieve(user, list(ids)):
+    for record in (r for batch in _batches(ids) for r in index.retrieve(user, batch)):
         values = derived([change(e) for e in occurrences(record.payload)], label(record.payload))
         if any(values[field] != record.payload.get(field) for field in FIELDS):
             index.set_payload(user, [record.id], values)
@@ -102,7 +112,7 @@ def remove_from_split(
     """Remove the occurrences in ``split`` of the user's images among ``ids`` (a leak out of the
     evaluation split); an image left without occurrences is deleted."""
     total = OccurrenceRemoval()
-    for record in index.retrieve(user, list(ids)):
+    for record in (r for batch in _batches(ids) for r in index.retrieve(user, batch)):
         keys = [occurrence_key(e) for e in occurrences(record.payload) if e.get("split") == split]
         if keys:
             total += remove_occurrences(store, index, user, record.id, keys)

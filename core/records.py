@@ -31,6 +31,8 @@ DEFAULT_DATASET = "default"
 #: Longest dataset, split or label name accepted.
 MAX_NAME = 100
 FIELDS = ("occurrences", "datasets", "splits", "label")
+#: Images whose payloads are read at a time when occurrences are added.
+_RETRIEVE_BATCH = 1000
 
 Occurrence = dict[str, Any]
 
@@ -165,9 +167,11 @@ def merged(payload: Mapping[str, Any], new: Iterable[Mapping[str, Any]]) -> dict
 def add_occurrences(index: VectorIndex, user: str, new: Mapping[str, Sequence[Occurrence]]) -> int:
     """Append occurrences to the user's images (image id -> occurrences); returns images changed."""
     changed = 0
-    for record in index.retrieve(user, list(new)):
-        values = merged(record.payload, new[record.id])
-        if values is not None:
-            index.set_payload(user, [record.id], values)
-            changed += 1
+    ids = list(new)
+    for start in range(0, len(ids), _RETRIEVE_BATCH):
+        for record in index.retrieve(user, ids[start : start + _RETRIEVE_BATCH]):
+            values = merged(record.payload, new[record.id])
+            if values is not None:
+                index.set_payload(user, [record.id], values)
+                changed += 1
     return changed
