@@ -45,7 +45,7 @@ def occurrence_list(user: str, image_id: str, payload: dict) -> None:
     st.markdown(f"**Stored as {len(entries)} file(s)**")
     removable = len(entries) > 1  # the last one goes with "Delete image"
     for number, entry in enumerate(entries):
-        where = " · ".join(v for v in (entry.get("dataset"), entry.get("split"), entry.get("label")) if v)
+        where = " · ".join(f"{field} {entry[field]}" for field in ("dataset", "split", "label") if entry.get(field))
         text, button = st.columns([5, 1], vertical_alignment="center")
         text.markdown(f"`{ui.escape(entry.get('path') or '')}`  \n{ui.escape(where)}")
         if removable and button.button(
