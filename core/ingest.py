@@ -600,7 +600,8 @@ def _occurrence(item: IngestItem, when: datetime | None = None) -> Occurrence:
 
 def _stored_name(payload: dict[str, Any]) -> str:
     """The name a stored image is known by: its first file name."""
-    return next(iter(occurrence_names(payload)), "") or payload.get("filename") or "an image"
+    names = occurrence_names(payload)
+    return (names[0] if names else "") or payload.get("filename") or "an image"
 
 
 def embed_prepared(embedder: Embedder, prepared: Sequence[PreparedImage]) -> np.ndarray:
