@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app import ui
+from app import label_editor, ui
 from core import gallery
 from core.images import open_rgb
 
@@ -62,6 +62,7 @@ def _dialog(image_id: str) -> None:
             language=None,
             wrap_lines=True,
         )
+        label_editor.occurrence_list(user, image_id, payload)
         tags = st.text_input("Tags (comma-separated)", ", ".join(payload.get("tags", [])), key=f"tags_{image_id}")
         actions = st.columns(2)
         if actions[0].button("Save tags", icon=":material/sell:", width="stretch"):

@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import signin, ui  # noqa: E402
+from app import record_filters, signin, ui  # noqa: E402
 from core import metrics  # noqa: E402
 from core.auth import is_valid_username  # noqa: E402
 
@@ -43,6 +43,7 @@ def sidebar() -> None:
             )
         count = services.index.count(ui.scope_user())
         st.metric("Images", f"{count:,}")
+        record_filters.sidebar_filters(ui.scope_user())
         embedder = services.embedder
         with st.expander("Model and storage", icon=":material/memory:"):
             st.markdown(f"**Model** {ui.escape(embedder.describe())}")

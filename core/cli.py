@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--engine", choices=["local", "ray"], default="local", help="local: this machine's cores; ray: a Ray cluster"
     )
     ingest.add_argument("--ray-address", default=None, help="Ray cluster (default VAD_RAY_ADDRESS; none: start one)")
+    _dataset_arguments(ingest)
     ingest.set_defaults(handler=_ingest)
 
     info = commands.add_parser("info", help="configuration, model, backends and image counts per user")
@@ -126,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--seed", type=int, default=42)
     project.add_argument("--max-points", type=int, default=20_000, help="stratified sample above this")
     project.set_defaults(handler=_project)
+
+    _label_commands(commands)
 
     users = commands.add_parser("users", help="manage the app's users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -185,7 +188,7 @@ def _ingest(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     try:
-        items = list(items_from_inputs(args.paths, load_settings()))
+        items = _labelled(list(items_from_inputs(args.paths, load_settings())), args)
     except S3InputError as exc:
         raise UsageError(str(exc)) from None
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
@@ -222,6 +225,139 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"stopped: {ingestor.stopped}", file=sys.stderr)
     print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _dataset_arguments(ingest: argparse.ArgumentParser) -> None:
+    from core.layouts import LAYOUTS
+
+    ingest.add_argument(
+        "--layout",
+        choices=list(LAYOUTS),
+        default="none",
+        help="read splits and labels from the folders: [DATASET/]SPLIT/LABEL/file or [DATASET/]LABEL/file",
+    )
+    ingest.add_argument("--manifest", type=Path, default=None, help="CSV or JSON with path,split,label per file")
+    ingest.add_argument("--dataset", default=None, help="dataset of every file (default: its folder, else 'default')")
+
+
+def _labelled(items: list, args: argparse.Namespace) -> list:
+    """``items`` with the dataset, split and label of ``--layout``/``--manifest``/``--dataset``
+    (checked before the model loads: a bad manifest stores nothing)."""
+    from core.layouts import IngestOptions, apply_options, read_manifest
+
+    if args.manifest is not None and args.layout != "none":
+        raise UsageError("give either --layout or --manifest, not both")
+    manifest = None
+    if args.manifest is not None:
+        try:
+            manifest = read_manifest(args.manifest.name, args.manifest.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read the manifest {args.manifest}: {exc.strerror}") from None
+    return apply_options(items, IngestOptions(args.layout, args.dataset, manifest))
+
+
+def _label_commands(commands: argparse._SubParsersAction) -> None:
+    labels = commands.add_parser("labels", help="set the label, split or dataset of many images")
+    actions = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    setting = actions.add_parser("set", help="set the label, split or dataset of the chosen images")
+    setting.add_argument("--user", required=True)
+    chosen = setting.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--ids", nargs="+", metavar="ID", help="image ids")
+    chosen.add_argument(
+        "--filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="images with dataset=, split= or label= (repeat to combine; split= alone: no split)",
+    )
+    setting.add_argument("--label", default=None, help="new label ('' clears it)")
+    setting.add_argument("--split", default=None, help="new split of every occurrence ('' clears it)")
+    setting.add_argument("--dataset", default=None, help="new dataset of every occurrence")
+    setting.set_defaults(handler=_labels_set)
+
+    found = commands.add_parser("occurrences", help="list or remove the files an image was stored under")
+    found_actions = found.add_subparsers(dest="occurrences_command", required=True, metavar="ACTION")
+    listing = found_actions.add_parser("list", help="every occurrence of one image")
+    listing.add_argument("--user", required=True)
+    listing.add_argument("--id", required=True, dest="image_id")
+    listing.set_defaults(handler=_occurrences_list)
+    removal = found_actions.add_parser("remove", help="remove occurrences; an image left without any is deleted")
+    removal.add_argument("--user", required=True)
+    removal.add_argument("--id", required=True, dest="image_id")
+    which = removal.add_mutually_exclusive_group(required=True)
+    which.add_argument("--path", help="the occurrence's path (with --dataset and --split when it has them)")
+    which.add_argument("--all", action="store_true", help="every occurrence: deletes the image")
+    removal.add_argument("--dataset", default=None)
+    removal.add_argument("--split", default=None)
+    removal.set_defaults(handler=_occurrences_remove)
+
+
+def _labels_set(args: argparse.Namespace) -> int:
+    from core import record_edits
+    from core.index import vector_cache_root
+    from core.record_filters import apply_filter, parse_filter
+    from core.vectors import cache_of
+
+    check_user(args.user)
+    if args.label is None and args.split is None and args.dataset is None:
+        raise UsageError("nothing to set: give --label, --split or --dataset")
+    record_filter = parse_filter(args.filter) if args.filter else None
+    services = _open_for_analysis()
+    try:
+        ids = list(args.ids or [])
+        if record_filter is not None:
+            rows = cache_of(services.index, vector_cache_root(services.settings)).load(args.user).rows
+            ids = list(apply_filter(rows, record_filter)["id"]) if len(rows) else []
+        found = len(services.index.retrieve(args.user, ids)) if ids else 0
+        changes = []
+        if found and args.label is not None:
+            record_edits.set_label(services.index, args.user, ids, args.label or None)
+            changes.append(f"label {args.label or '(none)'}")
+        if found and args.split is not None:
+            record_edits.set_split(services.index, args.user, ids, args.split or None)
+            changes.append(f"split {args.split or '(none)'}")
+        if found and args.dataset is not None:
+            record_edits.set_dataset(services.index, args.user, ids, args.dataset or None)
+            changes.append(f"dataset {args.dataset or 'default'}")
+    finally:
+        services.close()
+    if not found:
+        print("no image matches: nothing changed")
+        return EXIT_REJECTED
+    print(f"{found} images: {', '.join(changes)}")
+    return EXIT_OK
+
+
+def _occurrences_list(args: argparse.Namespace) -> int:
+    from core.records import occurrences
+
+    check_user(args.user)
+    services = _open_for_analysis()
+    try:
+        records = services.index.retrieve(args.user, [args.image_id])
+    finally:
+        services.close()
+    if not records:
+        raise UsageError(f"no image {args.image_id} for {args.user}")
+    print(json.dumps(occurrences(records[0].payload), indent=2))
+    return EXIT_OK
+
+
+def _occurrences_remove(args: argparse.Namespace) -> int:
+    from core.record_edits import remove_occurrences
+
+    check_user(args.user)
+    keys = None if args.all else [(args.path, args.dataset, args.split or None)]
+    services = _open_for_analysis()
+    try:
+        outcome = remove_occurrences(services.store, services.index, args.user, args.image_id, keys)
+    finally:
+        services.close()
+    if not outcome.removed:
+        print("no such occurrence: nothing removed")
+        return EXIT_REJECTED
+    deleted = " and the image (its last occurrence)" if outcome.deleted_images else ""
+    print(f"removed {outcome.removed} occurrence(s){deleted}")
+    return EXIT_OK
 
 
 def _ingestor(services: Services, args: argparse.Namespace, engine: ExitStack) -> Ingestor:

@@ -37,6 +37,9 @@ COLUMNS = [
     "phash",
     "thumbnail_key",
     "original_key",
+    "datasets",
+    "splits",
+    "label",
 ]
 
 

@@ -34,7 +34,9 @@ from core.hashing import sha256_hex
 from core.images import ImageLimits, ImageRejected, check_size
 from core.index import ImageRecord, VectorIndex, image_id
 from core.journal import Intent, IntentJournal, recover, remove_keys
+from core.layouts import IngestOptions, apply_options
 from core.prepare import PreparedImage, PreparePool, prepare_or_reason
+from core.records import Occurrence, add_occurrences, derived, occurrence, occurrence_names
 from core.sources import IngestItem, InputSkipped
 from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
 from core.storage.breaker import Breaker
@@ -183,6 +185,8 @@ class Ingestor:
         self.stopped: IngestStopped | None = None
         self._journal: IntentJournal | None = None
         self._breaker = Breaker()
+        #: Occurrences to append to images the user already has (image id -> occurrences).
+        self._occurrences: dict[str, list[Occurrence]] = {}
 
     def ingest(
         self,
@@ -191,12 +195,18 @@ class Ingestor:
         progress: ProgressCallback | None = None,
         stages: StageCallback | None = None,
         on_result: ResultCallback | None = None,
+        options: IngestOptions | None = None,
     ) -> list[IngestResult]:
         """Ingest ``items`` for ``user``; results come back in the order of ``items``.
 
         ``progress(done, total)`` and ``stages(StageProgress)`` are called after every batch, and
-        each result is handed to ``on_result`` as soon as it is known."""
+        each result is handed to ``on_result`` as soon as it is known. ``options`` give the files
+        their dataset, split and label (``core.layouts``; a bad manifest raises ManifestError
+        before anything is stored). A file with content the user has adds its occurrence to that
+        image."""
         check_user(user)
+        items = apply_options(items, options)
+        self._occurrences = {}
         self._settle_journals()
         self.stopped = None
         self._breaker = Breaker()
@@ -236,7 +246,9 @@ class Ingestor:
             else:
                 reason = f"same content as {items[first].path}"
                 repeat = IngestResult(items[position].path, "present", reason, outcome.image_id)
+                self._add_occurrence(outcome.image_id, items[position])
             tally.record(position, repeat)
+        self._record_occurrences(user)
         tally.notify()
         finished = [r for r in tally.results if r is not None]
         for result in finished:
@@ -308,7 +320,7 @@ class Ingestor:
             seen[entry.sha256] = entry.position
             candidates.append(entry)
         try:
-            existing = self.index.existing_ids(user, [c.image_id for c in candidates])
+            existing = {r.id: r.payload for r in self.index.retrieve(user, [c.image_id for c in candidates])}
         except Exception as exc:
             for c in candidates:
                 record(c.position, IngestResult(c.item.path, "rejected", f"index unavailable: {exc}"))
@@ -316,10 +328,27 @@ class Ingestor:
         fresh = []
         for c in candidates:
             if c.image_id in existing:
-                record(c.position, IngestResult(c.item.path, "present", "already in your collection", c.image_id))
+                self._add_occurrence(c.image_id, c.item)
+                reason = f"same content as {_stored_name(existing[c.image_id])}, already in your collection"
+                record(c.position, IngestResult(c.item.path, "present", reason, c.image_id))
             else:
                 fresh.append(c)
         return fresh
+
+    def _add_occurrence(self, image_id: str | None, item: IngestItem) -> None:
+        if image_id is not None:
+            self._occurrences.setdefault(image_id, []).append(_occurrence(item))
+
+    def _record_occurrences(self, user: str) -> None:
+        """Append the occurrences of files whose content the user has (same path, dataset and
+        split again: nothing); a failure is logged, the files' results stand."""
+        if not self._occurrences:
+            return
+        try:
+            add_occurrences(self.index, user, self._occurrences)
+        except Exception:
+            log.exception("could not record %d images' new occurrences", len(self._occurrences))
+        self._occurrences = {}
 
     def _prepared(
         self, batches: Iterable[tuple[int, list[_Candidate]]], pool: PreparePool | None, tally: _Tally
@@ -559,7 +588,20 @@ class Ingestor:
             "original_key": candidate.keys[0],
             "thumbnail_key": candidate.keys[1],
             "tags": [],
+            **derived([_occurrence(candidate.item, now)]),
         }
+
+
+def _occurrence(item: IngestItem, when: datetime | None = None) -> Occurrence:
+    """The occurrence an ingested file records: its path inside its folder or archive (else the
+    path given), dataset, split and label."""
+    return occurrence(item.relative or item.path, item.dataset, item.split, item.label, when)
+
+
+def _stored_name(payload: dict[str, Any]) -> str:
+    """The name a stored image is known by: its first file name."""
+    names = occurrence_names(payload)
+    return (names[0] if names else "") or payload.get("filename") or "an image"
 
 
 def embed_prepared(embedder: Embedder, prepared: Sequence[PreparedImage]) -> np.ndarray:

@@ -90,7 +90,8 @@ def items_from_s3(url: str, client: Minio) -> Iterator[IngestItem]:
         elif is_zip_name(key):
             yield from items_from_zip(path, partial(_download, client, where.bucket, key))
         else:
-            yield IngestItem(path=path, read=partial(_read_object, client, where.bucket, key, size), size=size)
+            read = partial(_read_object, client, where.bucket, key, size)
+            yield IngestItem(path=path, read=read, size=size, relative=relative)
 
 
 def _read_object(client: Minio, bucket: str, key: str, size: int | None) -> bytes:

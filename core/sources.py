@@ -34,11 +34,19 @@ _ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 
 @dataclass(frozen=True)
 class IngestItem:
-    """One candidate file: a display path, its size when known, and a way to read its bytes."""
+    """One candidate file: a display path, its size when known, and a way to read its bytes.
+
+    ``relative``: its path inside the folder or archive it came from (None for a file given on
+    its own); ``dataset``, ``split``, ``label``: what ``core.layouts`` found for it (None: none).
+    """
 
     path: str
     read: Callable[[], bytes]
     size: int | None = None
+    relative: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    label: str | None = None
 
 
 class InputSkipped(Exception):
@@ -146,17 +154,18 @@ def _items_from_folder(root: Path) -> Iterator[IngestItem]:
         if reason:
             yield rejected_item(str(path), reason)
         else:
-            yield from _items_from_file(path, relative)
+            yield from _items_from_file(path, relative, inside=True)
 
 
-def _items_from_file(path: Path, name: str) -> Iterator[IngestItem]:
+def _items_from_file(path: Path, name: str, inside: bool = False) -> Iterator[IngestItem]:
     problem = name_problem(name)
     if problem:
         yield rejected_item(str(path), problem)
     elif is_zip_name(path.name):
         yield from items_from_zip(str(path), partial(path.open, "rb"))
     else:
-        yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size)
+        relative = name if inside else None
+        yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size, relative=relative)
 
 
 def _not_regular(path: Path) -> str:
@@ -201,7 +210,8 @@ def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Inge
         elif skip := _skip_reason(name):
             yield skipped_item(path, skip)
         else:
-            yield IngestItem(path=path, read=partial(_read_member, archive, member), size=member.file_size)
+            read = partial(_read_member, archive, member)
+            yield IngestItem(path=path, read=read, size=member.file_size, relative=name.replace("\\", "/"))
 
 
 def _unsafe_member(member: zipfile.ZipInfo) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.ingest import IngestResult, ProgressCallback, StageCallback
+from core.layouts import IngestOptions
 from core.services import Services
 from core.sources import IngestItem, items_from_upload
 
@@ -29,10 +30,12 @@ def ingest_uploads(
     files: Iterable[tuple[str, bytes]],
     progress: ProgressCallback | None = None,
     stages: StageCallback | None = None,
+    options: IngestOptions | None = None,
 ) -> list[IngestResult]:
-    """Ingest uploaded files through the services' pipeline (the same worker processes as the CLI)."""
+    """Ingest uploaded files through the services' pipeline (the same worker processes as the CLI);
+    ``options``: their dataset, split and label (``core.layouts``)."""
     items: list[IngestItem] = [item for name, data in files for item in items_from_upload(name, data)]
-    return services.ingestor().ingest(items, user, progress=progress, stages=stages)
+    return services.ingestor().ingest(items, user, progress=progress, stages=stages, options=options)
 
 
 def phash_matrix(hashes: Sequence[str]) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import detail, ui
+from app import detail, record_filters, ui
 from core.anomalies import METHODS, UNUSUAL, anomaly_report, filter_report
 from core.cache import ResultCache
 from core.quality import CHECKS
@@ -90,6 +90,7 @@ with right:
     )
 
 selected = filter_report(report, show or [], include_reviewed)
+selected = record_filters.keep_rows(selected, user)
 export = selected.drop(columns=["thumbnail_key"])
 pages = max(1, -(-len(selected) // PER_PAGE))
 bar = st.columns([3, 1, 1, 1], vertical_alignment="bottom")

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from app import detail, ui
+from app import detail, record_filters, ui
 from core import gallery
 from core.duplicates import LEVELS, Cluster, clusters_frame, default_semantic_threshold, duplicate_report
 from core.reviews import mark_not_duplicates
@@ -77,6 +77,7 @@ clusters = _clusters(
 )
 hidden: set[frozenset[str]] = st.session_state.setdefault("dup_kept", set())
 visible = [c for c in clusters if frozenset(c.members) not in hidden]
+visible = record_filters.keep_clusters(visible, user)
 if sort == "Similarity":
     visible.sort(key=lambda c: (-c.min_similarity, -len(c.members)))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import detail, ui
+from app import detail, label_editor, record_filters, ui
 from core import gallery
+from core.record_filters import apply_filter
 
 services = ui.services()
 user = ui.scope_user()
@@ -30,6 +31,7 @@ sort = controls[2].selectbox("Sort by", list(gallery.SORTS), key="gallery_sort")
 per_page = controls[3].selectbox("Per page", [24, 48, 96], key="gallery_per_page")
 
 selected_frame = gallery.filter_and_sort(images, text, None if tag == "All tags" else tag, sort)
+selected_frame = apply_filter(selected_frame, record_filters.current_filter())
 if selected_frame.empty:
     ui.empty_state(
         "Nothing matches",
@@ -75,6 +77,8 @@ with bar[3]:
                 ui.bump_data_version()
                 st.toast(f"Tagged {changed} image(s)")
                 st.rerun()
+            st.divider()
+            label_editor.label_actions(user, sorted(selection), key="gallery_labels")
             st.divider()
             confirm = st.checkbox(f"Yes, delete these {len(selection)} image(s) for good", key="bulk_confirm")
             if st.button("Delete selected", type="primary", icon=":material/delete:", disabled=not confirm):

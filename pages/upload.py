@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import ingest_options, ui
 from core.images import ACCEPTED_FORMATS
 from core.ingest import StageProgress
 from core.names import display_name
@@ -23,6 +23,7 @@ st.caption(
     "The content decides the type, not the extension. Files you already have are recognised and skipped."
 )
 
+options = ingest_options.ingest_options()
 with st.form("upload_form", clear_on_submit=True, border=True):
     files = st.file_uploader("Drop images or .zip archives here", accept_multiple_files=True, key="uploads")
     submitted = st.form_submit_button("Add to collection", type="primary", icon=":material/add_photo_alternate:")
@@ -30,7 +31,7 @@ with st.form("upload_form", clear_on_submit=True, border=True):
 if submitted:
     if not files:
         st.warning("Choose at least one file first.", icon=":material/warning:")
-    else:
+    elif ingest_options.accepts(options, files):
         bar = st.progress(0.0, text=f"Reading {len(files)} file(s)…")
 
         def progress(stage: StageProgress) -> None:
@@ -41,7 +42,8 @@ if submitted:
             )
 
         with ui.track("upload", page="upload", files=len(files)) as event:
-            results = ingest_uploads(services, user, [(f.name, f.getvalue()) for f in files], stages=progress)
+            files_in = [(f.name, f.getvalue()) for f in files]
+            results = ingest_uploads(services, user, files_in, stages=progress, options=options)
             bar.empty()
             new_ids = [r.image_id for r in results if r.status == "stored" and r.image_id]
             with st.spinner("Looking for near-duplicates of your earlier images…"):

@@ -308,6 +308,15 @@ def ingest_files(services: Services, user: str, files: dict[str, bytes]) -> dict
     return {r.path: r.image_id for r in results if r.image_id}
 
 
+def without_times(payload: dict) -> dict:
+    """A payload without the times set at ingest (``created_at``, ``created_ts``, each occurrence's
+    ``added_at``), to compare two ingests of the same files."""
+    kept = {k: v for k, v in payload.items() if k not in ("created_at", "created_ts")}
+    if "occurrences" in kept:
+        kept["occurrences"] = [{k: v for k, v in o.items() if k != "added_at"} for o in kept["occurrences"]]
+    return kept
+
+
 # --- analysis inputs built directly (duplicates, anomalies, quality) ----------------------------
 
 if TYPE_CHECKING:

@@ -14,7 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import S3Server, encode, jpeg, list_keys, pattern, png, png_claiming_size, truncated_jpeg, zip_bytes
+from helpers import (
+    S3Server,
+    encode,
+    jpeg,
+    list_keys,
+    pattern,
+    png,
+    png_claiming_size,
+    truncated_jpeg,
+    without_times,
+    zip_bytes,
+)
 from PIL import Image
 
 from core.embed import Embedder
@@ -277,10 +288,7 @@ def test_worker_processes_give_the_same_points_as_inline_work(
     assert inline.keys() == processes.keys() and len(inline) == 9
     for point_id, record in inline.items():
         other = processes[point_id]
-        ignored = {"created_at", "created_ts"}
-        assert {k: v for k, v in record.payload.items() if k not in ignored} == {
-            k: v for k, v in other.payload.items() if k not in ignored
-        }
+        assert without_times(record.payload) == without_times(other.payload)
         np.testing.assert_allclose(record.vector, other.vector, atol=1e-6)
 
 

@@ -17,12 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import RAY_DRIVER_ENV, free_port, jpeg, list_keys, png, running_ray_cluster, tiny_services, zip_bytes
+from helpers import (
+    RAY_DRIVER_ENV,
+    free_port,
+    jpeg,
+    list_keys,
+    png,
+    running_ray_cluster,
+    tiny_services,
+    without_times,
+    zip_bytes,
+)
+
+from core.records import occurrence_names
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
-#: Set at ingest, so never the same in two runs.
-TIMESTAMPS = {"created_at", "created_ts"}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +102,12 @@ def test_the_ray_engine_stores_the_same_points_and_objects(runs: dict[str, tuple
     (local_points, local_keys), (ray_points, ray_keys) = stored["local"], stored["ray"]
     assert len(ray_points) == 20
     assert ray_points.keys() == local_points.keys()
+    # the repeat is an occurrence of the same image, recorded by both engines
+    names = sorted(occurrence_names(p.payload) for p in ray_points.values() if len(p.payload["occurrences"]) > 1)
+    assert names == [["copy-of-03.jpg", "photo-03.jpg"]]
     for point_id, point in ray_points.items():
         expected = local_points[point_id]
-        assert _without(point.payload, TIMESTAMPS) == _without(expected.payload, TIMESTAMPS)
+        assert without_times(point.payload) == without_times(expected.payload)
         np.testing.assert_allclose(point.vector, expected.vector, atol=1e-5)
     # Every point's two objects and nothing else: no orphan.
     assert (
@@ -115,7 +128,3 @@ def test_a_ray_address_where_nothing_answers_is_a_usage_error(photos: Path, tmp_
     assert result.returncode == 2, result.stderr
     assert "error: could not join the Ray cluster: nothing answers at 127.0.0.1:" in result.stderr
     assert result.stdout == ""
-
-
-def _without(payload: dict, keys: set[str]) -> dict:
-    return {k: v for k, v in payload.items() if k not in keys}
