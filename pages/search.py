@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import detail, ui
+from app import detail, record_filters, ui
 from core import gallery, search
 from core.embed import TextSearchUnavailable
 
@@ -38,6 +38,12 @@ min_score = options[1].slider(
     help="Cosine similarity between the query and an image (1 = identical).",
 )
 
+allowed = record_filters.allowed_ids(user)  # the sidebar's dataset / split / label filter
+only_ids = sorted(allowed) if allowed is not None else None
+if only_ids is not None:
+    described = record_filters.current_filter().describe()
+    st.caption(f"Searching the {len(only_ids):,} image(s) that match the filter: {described}")
+
 hits = None
 try:
     if mode == "Text":
@@ -53,7 +59,7 @@ try:
             )
             if text.strip():
                 with st.spinner("Searching…"), ui.track("search_text", page="search", expected=(ValueError,)):
-                    hits = search.by_text(services, user, text, limit, min_score or None)
+                    hits = search.by_text(services, user, text, limit, min_score or None, only_ids)
     elif mode == "Stored image":
         images = ui.image_listing(user)
         chosen = st.session_state.get("search_image_id")
@@ -82,7 +88,7 @@ try:
         with query_col:
             ui.thumb_card(row, f"query: {ui.escape(row['filename'])}")
         with ui.track("search_image", page="search", expected=(ValueError,)):
-            hits = search.by_image_id(services, user, chosen, limit, min_score or None)
+            hits = search.by_image_id(services, user, chosen, limit, min_score or None, only_ids)
     else:
         upload = st.file_uploader("An image to search with (it is not stored)", key="search_upload")
         if upload is not None:
@@ -90,7 +96,7 @@ try:
                 st.spinner("Embedding the image and searching…"),
                 ui.track("search_upload", page="search", expected=(ValueError,)),
             ):
-                hits = search.by_upload(services, user, upload.getvalue(), limit, min_score or None)
+                hits = search.by_upload(services, user, upload.getvalue(), limit, min_score or None, only_ids)
 except ValueError as exc:  # a rejected upload, an empty query, an unknown image
     st.error(str(exc), icon=":material/error:")
 

@@ -129,6 +129,18 @@ def test_search_with_min_score_and_exclude_ids(filled) -> None:
     assert all(h.score >= threshold - 1e-3 for h in hits)
 
 
+def test_search_among_some_ids_returns_the_best_of_those_only(filled) -> None:
+    """A dataset/split/label filter restricts the search inside the index, not after the top hits."""
+    index, alice, bob = filled
+    query = alice[0].vector
+    allowed = [alice[2].id, alice[3].id, bob[0].id]  # bob's id is never alice's result
+    hits = index.search("alice", query, limit=1, only_ids=allowed)
+    best = max(alice[2:4], key=lambda r: float(r.vector @ query))
+    assert [h.id for h in hits] == [best.id]
+    assert {h.id for h in index.search("alice", query, limit=10, only_ids=allowed)} == {alice[2].id, alice[3].id}
+    assert index.search("alice", query, limit=10, only_ids=[]) == []
+
+
 def test_scroll_returns_every_point_of_the_user_in_pages(filled) -> None:
     index, alice, bob = filled
     more = make_records("alice", 5, start=4)

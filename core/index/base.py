@@ -110,8 +110,9 @@ class VectorIndex(ABC):
         limit: int = 10,
         min_score: float | None = None,
         exclude_ids: Sequence[str] = (),
+        only_ids: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        """The user's nearest images by cosine similarity, best first."""
+        """The user's nearest images by cosine similarity, best first (among ``only_ids`` if given)."""
 
     @abstractmethod
     def scroll(self, user: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[ImageRecord]:

@@ -137,10 +137,11 @@ class EdgeIndex(VectorIndex):
         limit: int = 10,
         min_score: float | None = None,
         exclude_ids: Sequence[str] = (),
+        only_ids: Sequence[str] | None = None,
     ) -> list[SearchHit]:
         request = QueryRequest(
             query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR_NAME),
-            filter=_user_filter(user, exclude=exclude_ids),
+            filter=_user_filter(user, ids=only_ids, exclude=exclude_ids),
             limit=limit,
             with_payload=True,
             score_threshold=min_score,

@@ -175,12 +175,13 @@ class ServerIndex(VectorIndex):
         limit: int = 10,
         min_score: float | None = None,
         exclude_ids: Sequence[str] = (),
+        only_ids: Sequence[str] | None = None,
     ) -> list[SearchHit]:
         response = self._call(
             "query_points",
             query=np.asarray(vector, dtype=np.float32).tolist(),
             using=VECTOR_NAME,
-            query_filter=_user_filter(user, exclude=exclude_ids),
+            query_filter=_user_filter(user, ids=only_ids, exclude=exclude_ids),
             limit=limit,
             score_threshold=min_score,
             with_payload=True,
