@@ -1,103 +1,311 @@
-"""Gallery page: paginated thumbnails, sort and filter, detail view, bulk tag and delete."""
+"""Gallery page: a QA view of the collection. Filter and sort by any field (kept in the URL, so a
+view can be bookmarked), select all that match, act on the selection; deletes go to the trash."""
 
 from __future__ import annotations
 
+from datetime import date
+
+import pandas as pd
 import streamlit as st
 
-from app import detail, ui
+from app import detail, trash_ui, ui
 from core import gallery
+from core.gallery import DUPLICATE_STATUS, FLAGS, REVIEWS, SORTS, GalleryQuery
 
 services = ui.services()
 user = ui.scope_user()
+SELECTION, GENERATION, APPLIED = "gallery_selection", "gallery_selection_gen", "gallery_applied"
+PER_PAGE = (24, 48, 96)
+CSS = """
+.vad-chips { display: flex; flex-wrap: wrap; gap: 0.2rem; min-height: 1.25rem; margin: 0.15rem 0 0.1rem; }
+.vad-chip { font-size: 0.68rem; line-height: 1.1rem; padding: 0 0.4rem; border-radius: 0.6rem; white-space: nowrap;
+  background: #EEF2FF; color: #3730A3; }
+.vad-chip.flag { background: #FEF3C7; color: #92400E; }
+.vad-chip.dup { background: #E0F2FE; color: #075985; }
+"""
 
 
-images = ui.image_listing(user)
+@st.cache_resource(max_entries=16, show_spinner="Loading your images…")
+def _table(_services_id: int, user: str, version: int, count: int, stamp: int) -> tuple[pd.DataFrame, gallery.Analyses]:
+    return gallery.qa_table(services, user)
+
+
+def table() -> tuple[pd.DataFrame, gallery.Analyses]:
+    """The QA table, cached until the images or the cached analyses change."""
+    count = services.index.count(user)
+    return _table(id(services), user, ui.data_version(user), count, gallery.analyses_stamp(services, user))
+
+
+# --- the query: widgets <-> URL -------------------------------------------------------------------
+
+WIDGETS = {  # GalleryQuery field -> widget key
+    "text": "gq_text",
+    "flag": "gq_flag",
+    "duplicate": "gq_duplicate",
+    "review": "gq_review",
+    "sort": "gq_sort",
+    "tag": "gq_tag",
+    "format": "gq_format",
+    "dataset": "gq_dataset",
+    "split": "gq_split",
+    "label": "gq_label",
+    "min_kb": "gq_min_kb",
+    "max_kb": "gq_max_kb",
+    "min_score": "gq_min_score",
+}
+DATES = "gq_dates"
+
+
+def sync_from_url() -> None:
+    """Put the URL's query into the widgets when it differs from what they last showed (a link
+    was opened); with no query in the URL (back from another page), put the widgets' one there."""
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in GalleryQuery.__dataclass_fields__}
+    query = GalleryQuery.from_params(params)
+    if not params and APPLIED in st.session_state:
+        write_url(GalleryQuery.from_params(st.session_state[APPLIED]))
+        return
+    if st.session_state.get(APPLIED) == query.to_params():
+        return
+    for name, key in WIDGETS.items():
+        value = getattr(query, name)
+        st.session_state[key] = list(value) if isinstance(value, tuple) else value
+    st.session_state[DATES] = tuple(d for d in (query.since, query.until) if d)
+    st.session_state[APPLIED] = query.to_params()
+
+
+def write_url(query: GalleryQuery) -> None:
+    """Keep the URL's query in step with ``query`` (other parameters are left alone)."""
+    params = query.to_params()
+    for name in GalleryQuery.__dataclass_fields__:
+        if name not in params and name in st.query_params:
+            del st.query_params[name]
+    for name, value in params.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+    st.session_state[APPLIED] = params
+
+
+def query_from_widgets() -> GalleryQuery:
+    state = st.session_state
+    dates = state.get(DATES) or ()
+    values = {name: state.get(key) for name, key in WIDGETS.items()}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v not in (None, "", [])}
+    return GalleryQuery(
+        **values, since=dates[0] if len(dates) > 0 else None, until=dates[1] if len(dates) > 1 else None
+    )
+
+
+def filter_bar(images: pd.DataFrame) -> None:
+    """The filters; their values live in session state under WIDGETS' keys."""
+    row = st.columns([3, 3, 2, 2, 2], vertical_alignment="bottom")
+    row[0].text_input("File name", placeholder="e.g. beach, IMG_20", key=WIDGETS["text"])
+    row[1].multiselect("Quality flag", list(FLAGS), format_func=FLAGS.get, key=WIDGETS["flag"], placeholder="Any")
+    row[2].multiselect(
+        "Duplicates",
+        list(DUPLICATE_STATUS),
+        format_func=DUPLICATE_STATUS.get,
+        key=WIDGETS["duplicate"],
+        placeholder="Any",
+    )
+    row[3].multiselect("Review", list(REVIEWS), format_func=REVIEWS.get, key=WIDGETS["review"], placeholder="Any")
+    row[4].selectbox("Sort by", list(SORTS), format_func=lambda k: SORTS[k][0], key=WIDGETS["sort"])
+    with st.expander("More filters: tag, format, dataset, date, size, score", icon=":material/tune:"):
+        more = st.columns(5, vertical_alignment="bottom")
+        options = {
+            "tag": gallery.all_tags(images),
+            "format": sorted(f for f in images["format"].unique() if f),
+            "dataset": _values(images["datasets"]),
+            "split": _values(images["splits"]),
+            "label": sorted({v for v in images["label"] if v}),
+        }
+        for column, (name, values) in zip(more, options.items(), strict=True):
+            key = WIDGETS[name]
+            st.session_state[key] = [v for v in st.session_state.get(key) or [] if v in values]  # e.g. from a link
+            column.multiselect(name.capitalize(), values, key=key, placeholder="Any")
+        last = st.columns(5, vertical_alignment="bottom")
+        last[0].date_input("Added between", key=DATES, format="YYYY-MM-DD", max_value=date.today())
+        last[1].number_input("Min size (KB)", min_value=0, step=10, key=WIDGETS["min_kb"])
+        last[2].number_input("Max size (KB)", min_value=0, step=10, key=WIDGETS["max_kb"])
+        last[3].number_input(
+            "Min anomaly score",
+            min_value=0.0,
+            step=0.01,
+            format="%.2f",
+            key=WIDGETS["min_score"],
+            help="k-NN distance, as on the Anomalies page (higher = more unusual)",
+        )
+
+
+def _values(lists: pd.Series) -> list[str]:
+    return sorted({value for values in lists for value in values})
+
+
+# --- selection ------------------------------------------------------------------------------------
+
+
+def selection() -> set[str]:
+    return st.session_state.setdefault(SELECTION, set())
+
+
+def set_selection(ids: set[str]) -> None:
+    """Replace the selection; the checkboxes are made again with the new state."""
+    st.session_state[SELECTION] = ids
+    st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1
+
+
+def _toggle(image_id: str, key: str) -> None:
+    (selection().add if st.session_state[key] else selection().discard)(image_id)
+
+
+# --- the view -------------------------------------------------------------------------------------
+
+
+def analyses_notice(analyses: gallery.Analyses) -> None:
+    missing = [
+        what
+        for what, frame in (("anomaly scores", analyses.anomalies), ("duplicate status", analyses.duplicates))
+        if frame is None
+    ]
+    if not missing:
+        return
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.info(
+        f"The {' and '.join(missing)} of your current images are not computed yet: filters and sorts on "
+        "them match nothing until they are.",
+        icon=":material/info:",
+    )
+    if right.button("Compute now", key="gallery_compute", icon=":material/play_arrow:", width="stretch"):
+        with st.spinner("Scoring anomalies and looking for duplicates…"), ui.track("compute_analyses", page="gallery"):
+            gallery.compute_analyses(services, user)
+        st.rerun(scope="fragment")
+
+
+def bulk_actions(chosen: list[str], images: pd.DataFrame) -> None:
+    """Tag, untag, review and delete the selected images."""
+    count = len(chosen)
+    row = st.columns(4, gap="small")
+    with row[0].popover("Add tags", icon=":material/sell:", width="stretch"):
+        text = st.text_input("Tags (comma-separated)", placeholder="cats, outdoor", key="bulk_tags")
+        if st.button("Add", key="bulk_tag_add", type="primary") and gallery.normalise_tags(text):
+            with ui.track("tag", page="gallery", images=count):
+                changed = gallery.add_tags(services, user, chosen, gallery.normalise_tags(text))
+            _changed(f"Tagged {changed:,} image(s)")
+    with row[1].popover("Remove tags", icon=":material/label_off:", width="stretch"):
+        present = gallery.all_tags(images[images["id"].isin(chosen)])
+        doomed = st.multiselect("Tags to remove", present, key="bulk_untag", placeholder="Pick tags")
+        if st.button("Remove", key="bulk_untag_go", type="primary", disabled=not doomed):
+            with ui.track("untag", page="gallery", images=count):
+                changed = gallery.remove_tags(services, user, chosen, doomed)
+            _changed(f"Removed tags from {changed:,} image(s)")
+    with row[2].popover("Mark reviewed", icon=":material/fact_check:", width="stretch"):
+        for status, label in (("normal", "Normal"), ("confirmed", "Confirmed anomaly"), (None, "Not reviewed")):
+            if st.button(label, key=f"bulk_review_{status}", width="stretch"):
+                with ui.track("review", page="gallery", images=count, review=status or "none"):
+                    changed = gallery.set_review(services, user, chosen, status)
+                _changed(f"Marked {changed:,} image(s) {label.lower()}")
+    with row[3].popover("Delete", icon=":material/delete:", width="stretch"):
+        st.markdown(f"Move **{count:,}** image(s) to the trash? You can undo it, or restore them from the Trash page.")
+        if st.button(f"Move {count:,} to the trash", key="bulk_delete", type="primary", icon=":material/delete:"):
+            with ui.track("delete", page="gallery", images=count):
+                trash_ui.delete(user, chosen)
+            set_selection(set())
+            st.rerun()  # the whole app: the sidebar's count and its Undo
+
+
+def _changed(message: str) -> None:
+    ui.bump_data_version(user)
+    st.toast(message)
+    st.rerun(scope="fragment")
+
+
+def card(row: dict, _: int) -> None:
+    size = f"{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
+    ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{size}")
+    st.markdown(f"<div class='vad-chips'>{''.join(_chips(row))}</div>", unsafe_allow_html=True)
+    left, right = st.columns([1, 2], gap="small", vertical_alignment="center")
+    key = f"select_{st.session_state.get(GENERATION, 0)}_{row['id']}"
+    left.checkbox(
+        "Select",
+        value=row["id"] in selection(),
+        key=key,
+        on_change=_toggle,
+        args=(row["id"], key),
+        label_visibility="collapsed",
+    )
+    if right.button("Details", key=f"open_{row['id']}", width="stretch"):
+        detail.open_detail(row["id"])
+
+
+def _chips(row: dict) -> list[str]:
+    chips = [f"<span class='vad-chip flag'>{ui.escape(FLAGS[f])}</span>" for f in row["quality_flags"]]
+    if row.get("is_anomaly"):
+        chips.insert(0, f"<span class='vad-chip flag'>{FLAGS[gallery.UNUSUAL]}</span>")
+    if row.get("duplicate") in ("keeper", "extra"):
+        chips.append(f"<span class='vad-chip dup'>{DUPLICATE_STATUS[row['duplicate']]}</span>")
+    chips += [f"<span class='vad-chip'>{ui.escape(tag)}</span>" for tag in row["tags"]]
+    return chips
+
+
+@st.fragment
+def view() -> None:
+    """Filters, selection, paging and cards: a click here reruns only this part."""
+    images, analyses = table()
+    sync_from_url()
+    filter_bar(images)
+    query = query_from_widgets()
+    if query.to_params() != st.session_state.get(APPLIED):
+        write_url(query)
+        st.session_state["gallery_page"] = 1
+    analyses_notice(analyses)
+    matching = gallery.select(images, query)
+    chosen = selection()
+    chosen &= set(images["id"])
+
+    per_page = int(st.session_state.get("gallery_per_page", PER_PAGE[0]))
+    page = gallery.paginate(matching, int(st.session_state.get("gallery_page", 1)), per_page)
+    st.session_state["gallery_page"] = page.number
+    bar = st.columns([3, 2, 1, 1, 1], vertical_alignment="center")
+    shown = f"**{page.total:,}** of {len(images):,} image(s) match"
+    bar[0].markdown(
+        f"{shown} · page {page.number} of {page.count}" + (f" · **{len(chosen):,} selected**" if chosen else "")
+    )
+    with bar[1]:
+        if matching.empty or set(matching["id"]) <= chosen:
+            if st.button("Clear selection", key="gallery_clear", disabled=not chosen, width="stretch"):
+                set_selection(set())
+                st.rerun(scope="fragment")
+        elif st.button(f"Select all {page.total:,} matching", key="gallery_select_all", width="stretch"):
+            set_selection(chosen | set(matching["id"]))
+            st.rerun(scope="fragment")
+    if bar[2].button("Previous", key="gallery_prev", disabled=page.number <= 1, width="stretch"):
+        st.session_state["gallery_page"] = page.number - 1
+        st.rerun(scope="fragment")
+    if bar[3].button("Next", key="gallery_next", disabled=page.number >= page.count, width="stretch"):
+        st.session_state["gallery_page"] = page.number + 1
+        st.rerun(scope="fragment")
+    bar[4].selectbox(
+        "Per page", PER_PAGE, key="gallery_per_page", format_func="{} per page".format, label_visibility="collapsed"
+    )
+    if chosen:
+        bulk_actions(sorted(chosen), images)
+    if matching.empty:
+        ui.empty_state(
+            "Nothing matches",
+            "No image matches these filters. Remove some, or compute the analyses they need.",
+            icon=":material/filter_alt_off:",
+        )
+        return
+    ui.card_grid(page.rows.to_dict("records"), card)
+    detail.render_if_open()
+
+
 st.title("Gallery")
-
-if images.empty:
+st.markdown(f"<style>{CSS}</style>", unsafe_allow_html=True)
+if services.index.count(user) == 0:
     ui.empty_state(
         "No images yet",
         "Your collection is empty. Upload photos or a .zip archive to browse them here.",
         link=("upload.py", "Go to Upload"),
     )
     st.stop()
-
-controls = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
-text = controls[0].text_input("Filter by file name", placeholder="e.g. beach, IMG_20", key="gallery_text")
-tags = gallery.all_tags(images)
-tag = controls[1].selectbox("Tag", ["All tags", *tags], key="gallery_tag")
-sort = controls[2].selectbox("Sort by", list(gallery.SORTS), key="gallery_sort")
-per_page = controls[3].selectbox("Per page", [24, 48, 96], key="gallery_per_page")
-
-selected_frame = gallery.filter_and_sort(images, text, None if tag == "All tags" else tag, sort)
-if selected_frame.empty:
-    ui.empty_state(
-        "Nothing matches",
-        "No image matches this filter. Clear the file name or tag filter.",
-        icon=":material/filter_alt_off:",
-    )
-    st.stop()
-
-page_count = max(1, -(-len(selected_frame) // per_page))
-number = int(st.session_state.get("gallery_page", 1))
-page = gallery.paginate(selected_frame, number, per_page)
-st.session_state["gallery_page"] = page.number
-selection: set[str] = st.session_state.setdefault("gallery_selection", set())
-selection &= set(images["id"])
-
-
-def _toggle(image_id: str) -> None:
-    """Checkbox callback: runs before the rerun, so the selection bar is up to date."""
-    (selection.add if st.session_state[f"select_{image_id}"] else selection.discard)(image_id)
-
-
-def _clear_selection() -> None:
-    selection.clear()
-    for key in [k for k in st.session_state if str(k).startswith("select_")]:
-        del st.session_state[key]
-
-
-bar = st.columns([2, 1, 1, 2], vertical_alignment="center")
-bar[0].markdown(f"**{page.total:,}** image(s) · page {page.number} of {page.count}")
-if bar[1].button("Previous", icon=":material/chevron_left:", disabled=page.number <= 1, width="stretch"):
-    st.session_state["gallery_page"] = page.number - 1
-    st.rerun()
-if bar[2].button("Next", icon=":material/chevron_right:", disabled=page.number >= page.count, width="stretch"):
-    st.session_state["gallery_page"] = page.number + 1
-    st.rerun()
-with bar[3]:
-    if selection:
-        with st.popover(f"{len(selection)} selected", icon=":material/checklist:", width="stretch"):
-            new_tags = st.text_input("Add tags to the selection", placeholder="cats, outdoor", key="bulk_tags")
-            if st.button("Add tags", icon=":material/sell:") and new_tags.strip():
-                with ui.track("tag", page="gallery", images=len(selection)):
-                    changed = gallery.add_tags(services, user, sorted(selection), gallery.normalise_tags(new_tags))
-                ui.bump_data_version()
-                st.toast(f"Tagged {changed} image(s)")
-                st.rerun()
-            st.divider()
-            confirm = st.checkbox(f"Yes, delete these {len(selection)} image(s) for good", key="bulk_confirm")
-            if st.button("Delete selected", type="primary", icon=":material/delete:", disabled=not confirm):
-                with ui.track("delete", page="gallery", images=len(selection)):
-                    deleted = gallery.delete(services, user, sorted(selection))
-                _clear_selection()
-                ui.bump_data_version()
-                st.toast(f"Deleted {deleted} image(s)")
-                st.rerun()
-            st.button("Clear selection", on_click=_clear_selection)
-
-
-def render(row: dict, _: int) -> None:
-    ui.thumb_card(
-        row, f"{ui.escape(row['filename'])}<br>{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
-    )
-    left, right = st.columns([1, 1], gap="small")
-    left.checkbox(
-        "Select", key=f"select_{row['id']}", on_change=_toggle, args=(row["id"],), label_visibility="collapsed"
-    )
-    if right.button("Open", key=f"open_{row['id']}", width="stretch"):
-        detail.open_detail(row["id"])
-
-
-ui.card_grid(page.rows.to_dict("records"), render)
-detail.render_if_open()
+view()
