@@ -39,21 +39,21 @@ def table() -> tuple[pd.DataFrame, gallery.Analyses]:
 # --- the query: widgets <-> URL -------------------------------------------------------------------
 
 WIDGETS = {  # GalleryQuery field -> widget key
-    "text": "gq_text",
-    "flag": "gq_flag",
-    "duplicate": "gq_duplicate",
-    "review": "gq_review",
-    "sort": "gq_sort",
-    "tag": "gq_tag",
-    "format": "gq_format",
-    "dataset": "gq_dataset",
-    "split": "gq_split",
-    "label": "gq_label",
-    "min_kb": "gq_min_kb",
-    "max_kb": "gq_max_kb",
-    "min_score": "gq_min_score",
+    "text": "gallery_text",
+    "flag": "gallery_flag",
+    "duplicate": "gallery_duplicate",
+    "review": "gallery_review",
+    "sort": "gallery_sort",
+    "tag": "gallery_tag",
+    "format": "gallery_format",
+    "dataset": "gallery_dataset",
+    "split": "gallery_split",
+    "label": "gallery_label",
+    "min_kb": "gallery_min_kb",
+    "max_kb": "gallery_max_kb",
+    "min_score": "gallery_min_score",
 }
-DATES = "gq_dates"
+DATES = "gallery_dates"
 
 
 def sync_from_url() -> None:
@@ -147,9 +147,9 @@ def selection() -> set[str]:
     return st.session_state.setdefault(SELECTION, set())
 
 
-def set_selection(ids: set[str]) -> None:
+def set_selection(ids: set[str] | None = None) -> None:
     """Replace the selection; the checkboxes are made again with the new state."""
-    st.session_state[SELECTION] = ids
+    st.session_state[SELECTION] = set(ids or ())
     st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1
 
 
@@ -174,35 +174,32 @@ def analyses_notice(analyses: gallery.Analyses) -> None:
         "them match nothing until they are.",
         icon=":material/info:",
     )
-    if right.button("Compute now", key="gallery_compute", icon=":material/play_arrow:", width="stretch"):
-        with st.spinner("Scoring anomalies and looking for duplicates…"), ui.track("compute_analyses", page="gallery"):
-            gallery.compute_analyses(services, user)
-        st.rerun(scope="fragment")
+    right.button("Compute now", key="gallery_compute", icon=":material/play_arrow:", width="stretch", on_click=_compute)
+
+
+def _compute() -> None:
+    with st.spinner("Scoring anomalies and looking for duplicates…"), ui.track("compute_analyses", page="gallery"):
+        gallery.compute_analyses(services, user)
 
 
 def bulk_actions(chosen: list[str], images: pd.DataFrame) -> None:
-    """Tag, untag, review and delete the selected images."""
+    """Tag, untag, review and delete the selected images (callbacks: done before the rerun)."""
     count = len(chosen)
     row = st.columns(4, gap="small")
     with row[0].popover("Add tags", icon=":material/sell:", width="stretch"):
-        text = st.text_input("Tags (comma-separated)", placeholder="cats, outdoor", key="bulk_tags")
-        if st.button("Add", key="bulk_tag_add", type="primary") and gallery.normalise_tags(text):
-            with ui.track("tag", page="gallery", images=count):
-                changed = gallery.add_tags(services, user, chosen, gallery.normalise_tags(text))
-            _changed(f"Tagged {changed:,} image(s)")
+        st.text_input("Tags (comma-separated)", placeholder="cats, outdoor", key="bulk_tags")
+        st.button("Add", key="bulk_tag_add", type="primary", on_click=_add_tags, args=(chosen,))
     with row[1].popover("Remove tags", icon=":material/label_off:", width="stretch"):
         present = gallery.all_tags(images[images["id"].isin(chosen)])
         doomed = st.multiselect("Tags to remove", present, key="bulk_untag", placeholder="Pick tags")
-        if st.button("Remove", key="bulk_untag_go", type="primary", disabled=not doomed):
-            with ui.track("untag", page="gallery", images=count):
-                changed = gallery.remove_tags(services, user, chosen, doomed)
-            _changed(f"Removed tags from {changed:,} image(s)")
+        st.button(
+            "Remove", key="bulk_untag_go", type="primary", disabled=not doomed, on_click=_remove_tags, args=(chosen,)
+        )
     with row[2].popover("Mark reviewed", icon=":material/fact_check:", width="stretch"):
         for status, label in (("normal", "Normal"), ("confirmed", "Confirmed anomaly"), (None, "Not reviewed")):
-            if st.button(label, key=f"bulk_review_{status}", width="stretch"):
-                with ui.track("review", page="gallery", images=count, review=status or "none"):
-                    changed = gallery.set_review(services, user, chosen, status)
-                _changed(f"Marked {changed:,} image(s) {label.lower()}")
+            st.button(
+                label, key=f"bulk_review_{status}", width="stretch", on_click=_review, args=(chosen, status, label)
+            )
     with row[3].popover("Delete", icon=":material/delete:", width="stretch"):
         st.markdown(f"Move **{count:,}** image(s) to the trash? You can undo it, or restore them from the Trash page.")
         if st.button(f"Move {count:,} to the trash", key="bulk_delete", type="primary", icon=":material/delete:"):
@@ -212,10 +209,33 @@ def bulk_actions(chosen: list[str], images: pd.DataFrame) -> None:
             st.rerun()  # the whole app: the sidebar's count and its Undo
 
 
+def _add_tags(chosen: list[str]) -> None:
+    tags = gallery.normalise_tags(st.session_state.get("bulk_tags", ""))
+    if tags:
+        with ui.track("tag", page="gallery", images=len(chosen)):
+            changed = gallery.add_tags(services, user, chosen, tags)
+        _changed(f"Tagged {changed:,} image(s)")
+
+
+def _remove_tags(chosen: list[str]) -> None:
+    with ui.track("untag", page="gallery", images=len(chosen)):
+        changed = gallery.remove_tags(services, user, chosen, st.session_state.get("bulk_untag") or [])
+    _changed(f"Removed tags from {changed:,} image(s)")
+
+
+def _review(chosen: list[str], status: str | None, label: str) -> None:
+    with ui.track("review", page="gallery", images=len(chosen), review=status or "none"):
+        changed = gallery.set_review(services, user, chosen, status)
+    _changed(f"Marked {changed:,} image(s) {label.lower()}")
+
+
 def _changed(message: str) -> None:
     ui.bump_data_version(user)
     st.toast(message)
-    st.rerun(scope="fragment")
+
+
+def _go_to(number: int) -> None:
+    st.session_state["gallery_page"] = number
 
 
 def card(row: dict, _: int) -> None:
@@ -232,7 +252,7 @@ def card(row: dict, _: int) -> None:
         args=(row["id"], key),
         label_visibility="collapsed",
     )
-    if right.button("Details", key=f"open_{row['id']}", width="stretch"):
+    if right.button("Open", key=f"open_{row['id']}", width="stretch", help="Details, tags and similar images"):
         detail.open_detail(row["id"])
 
 
@@ -265,24 +285,22 @@ def view() -> None:
     page = gallery.paginate(matching, int(st.session_state.get("gallery_page", 1)), per_page)
     st.session_state["gallery_page"] = page.number
     bar = st.columns([3, 2, 1, 1, 1], vertical_alignment="center")
-    shown = f"**{page.total:,}** of {len(images):,} image(s) match"
-    bar[0].markdown(
-        f"{shown} · page {page.number} of {page.count}" + (f" · **{len(chosen):,} selected**" if chosen else "")
+    of_all = f" of {len(images):,}" if page.total != len(images) else ""
+    summary = f"**{page.total:,}** image(s){of_all} · page {page.number} of {page.count}"
+    bar[0].markdown(summary + (f" · **{len(chosen):,} selected**" if chosen else ""))
+    if matching.empty or set(matching["id"]) <= chosen:
+        bar[1].button(
+            "Clear selection", key="gallery_clear", disabled=not chosen, width="stretch", on_click=set_selection
+        )
+    else:
+        everything = chosen | set(matching["id"])
+        label = f"Select all {page.total:,} matching"
+        bar[1].button(label, key="gallery_select_all", width="stretch", on_click=set_selection, args=(everything,))
+    first, last = page.number <= 1, page.number >= page.count
+    bar[2].button(
+        "Previous", key="gallery_prev", disabled=first, width="stretch", on_click=_go_to, args=(page.number - 1,)
     )
-    with bar[1]:
-        if matching.empty or set(matching["id"]) <= chosen:
-            if st.button("Clear selection", key="gallery_clear", disabled=not chosen, width="stretch"):
-                set_selection(set())
-                st.rerun(scope="fragment")
-        elif st.button(f"Select all {page.total:,} matching", key="gallery_select_all", width="stretch"):
-            set_selection(chosen | set(matching["id"]))
-            st.rerun(scope="fragment")
-    if bar[2].button("Previous", key="gallery_prev", disabled=page.number <= 1, width="stretch"):
-        st.session_state["gallery_page"] = page.number - 1
-        st.rerun(scope="fragment")
-    if bar[3].button("Next", key="gallery_next", disabled=page.number >= page.count, width="stretch"):
-        st.session_state["gallery_page"] = page.number + 1
-        st.rerun(scope="fragment")
+    bar[3].button("Next", key="gallery_next", disabled=last, width="stretch", on_click=_go_to, args=(page.number + 1,))
     bar[4].selectbox(
         "Per page", PER_PAGE, key="gallery_per_page", format_func="{} per page".format, label_visibility="collapsed"
     )

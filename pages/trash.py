@@ -32,6 +32,14 @@ def _restore(ids: list[str] | None) -> None:
         st.warning(f"{image_id} not restored: {why}", icon=":material/warning:")
 
 
+def _empty() -> None:
+    with ui.track("empty_trash", page="trash"):
+        removed = trash.purge(user)
+    st.session_state.pop(PICKED, None)
+    st.session_state.pop("trash_empty_confirm", None)
+    st.toast(f"Removed {removed:,} image(s) for good")
+
+
 @st.fragment
 def view() -> None:
     """The trash listing, its selection and actions: a click reruns only this part."""
@@ -59,12 +67,7 @@ def view() -> None:
     with bar[1].popover("Empty trash", icon=":material/delete_forever:", width="stretch"):
         st.markdown(f"Remove these **{len(items):,}** image(s) for good? This cannot be undone.")
         sure = st.checkbox("Yes, remove them for good", key="trash_empty_confirm")
-        if st.button("Empty trash", key="trash_empty", type="primary", disabled=not sure):
-            with ui.track("empty_trash", page="trash", images=len(items)):
-                removed = trash.purge(user)
-            st.session_state.pop(PICKED, None)
-            st.toast(f"Removed {removed:,} image(s) for good")
-            st.rerun(scope="fragment")
+        st.button("Empty trash", key="trash_empty", type="primary", disabled=not sure, on_click=_empty)
 
     def render(row: dict, _: int) -> None:
         ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{row['when']}")
