@@ -22,6 +22,9 @@ CSS = """
   background: #EEF2FF; color: #3730A3; }
 .vad-chip.flag { background: #FEF3C7; color: #92400E; }
 .vad-chip.dup { background: #E0F2FE; color: #075985; }
+.st-key-gallery-grid { margin-top: 0.75rem; }
+/* The thumbnails' fullscreen button only blows up a 256 px thumbnail (and covers the bar above). */
+.st-key-gallery-grid [data-testid="stElementToolbar"] { display: none; }
 """
 
 
@@ -58,19 +61,19 @@ DATES = "gallery_dates"
 
 def sync_from_url() -> None:
     """Put the URL's query into the widgets when it differs from what they last showed (a link
-    was opened); with no query in the URL (back from another page), put the widgets' one there."""
+    was opened); with no query in the URL (back from another page, where Streamlit dropped the
+    widgets' state), restore the last query into the widgets and the URL."""
     params = {k: v for k, v in st.query_params.to_dict().items() if k in GalleryQuery.__dataclass_fields__}
-    query = GalleryQuery.from_params(params)
     if not params and APPLIED in st.session_state:
-        write_url(GalleryQuery.from_params(st.session_state[APPLIED]))
-        return
-    if st.session_state.get(APPLIED) == query.to_params():
+        params = st.session_state[APPLIED]
+    query = GalleryQuery.from_params(params)
+    if st.session_state.get(APPLIED) == query.to_params() and WIDGETS["text"] in st.session_state:
         return
     for name, key in WIDGETS.items():
         value = getattr(query, name)
         st.session_state[key] = list(value) if isinstance(value, tuple) else value
     st.session_state[DATES] = tuple(d for d in (query.since, query.until) if d)
-    st.session_state[APPLIED] = query.to_params()
+    write_url(query)
 
 
 def write_url(query: GalleryQuery) -> None:
@@ -88,6 +91,7 @@ def write_url(query: GalleryQuery) -> None:
 def query_from_widgets() -> GalleryQuery:
     state = st.session_state
     dates = state.get(DATES) or ()
+    dates = (dates,) if isinstance(dates, date) else tuple(dates)
     values = {name: state.get(key) for name, key in WIDGETS.items()}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v not in (None, "", [])}
     return GalleryQuery(
@@ -97,19 +101,23 @@ def query_from_widgets() -> GalleryQuery:
 
 def filter_bar(images: pd.DataFrame) -> None:
     """The filters; their values live in session state under WIDGETS' keys."""
-    row = st.columns([3, 3, 2, 2, 2], vertical_alignment="bottom")
+    row = st.columns([2, 3, 3, 3], vertical_alignment="bottom")
     row[0].text_input("File name", placeholder="e.g. beach, IMG_20", key=WIDGETS["text"])
-    row[1].multiselect("Quality flag", list(FLAGS), format_func=FLAGS.get, key=WIDGETS["flag"], placeholder="Any")
-    row[2].multiselect(
-        "Duplicates",
-        list(DUPLICATE_STATUS),
-        format_func=DUPLICATE_STATUS.get,
-        key=WIDGETS["duplicate"],
-        placeholder="Any",
+    for column, (name, label, choices) in zip(
+        row[1:],
+        (("flag", "Quality flag", FLAGS), ("duplicate", "Duplicates", DUPLICATE_STATUS), ("review", "Review", REVIEWS)),
+        strict=True,
+    ):
+        column.multiselect(label, list(choices), format_func=choices.get, key=WIDGETS[name], placeholder="Any")
+    more_column, sort_column = st.columns([4, 1])
+    sort_column.selectbox(
+        "Sort by",
+        list(SORTS),
+        format_func=lambda key: f"Sort: {SORTS[key][0]}",
+        key=WIDGETS["sort"],
+        label_visibility="collapsed",
     )
-    row[3].multiselect("Review", list(REVIEWS), format_func=REVIEWS.get, key=WIDGETS["review"], placeholder="Any")
-    row[4].selectbox("Sort by", list(SORTS), format_func=lambda k: SORTS[k][0], key=WIDGETS["sort"])
-    with st.expander("More filters: tag, format, dataset, date, size, score", icon=":material/tune:"):
+    with more_column.expander("More filters: tag, format, dataset, date, size, anomaly score", icon=":material/tune:"):
         more = st.columns(5, vertical_alignment="bottom")
         options = {
             "tag": gallery.all_tags(images),
@@ -284,7 +292,7 @@ def view() -> None:
     per_page = int(st.session_state.get("gallery_per_page", PER_PAGE[0]))
     page = gallery.paginate(matching, int(st.session_state.get("gallery_page", 1)), per_page)
     st.session_state["gallery_page"] = page.number
-    bar = st.columns([3, 2, 1, 1, 1], vertical_alignment="center")
+    bar = st.columns([3, 2, 1, 1, 1.3], vertical_alignment="center")
     of_all = f" of {len(images):,}" if page.total != len(images) else ""
     summary = f"**{page.total:,}** image(s){of_all} · page {page.number} of {page.count}"
     bar[0].markdown(summary + (f" · **{len(chosen):,} selected**" if chosen else ""))
@@ -313,7 +321,8 @@ def view() -> None:
             icon=":material/filter_alt_off:",
         )
         return
-    ui.card_grid(page.rows.to_dict("records"), card)
+    with st.container(key="gallery-grid"):
+        ui.card_grid(page.rows.to_dict("records"), card)
     detail.render_if_open()
 
 

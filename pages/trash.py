@@ -86,11 +86,17 @@ def view() -> None:
         }
         for item in items[:SHOWN]
     ]
-    ui.card_grid(rows, render)
+    with st.container(key="gallery-grid"):  # the Gallery's grid style
+        ui.card_grid(rows, render)
     if len(items) > SHOWN:
         st.caption(f"The {SHOWN} most recently deleted of {len(items):,} are shown; Restore all brings back every one.")
 
 
 st.title("Trash")
+st.markdown(
+    "<style>.st-key-gallery-grid { margin-top: 0.75rem; } "
+    ".st-key-gallery-grid [data-testid='stElementToolbar'] { display: none; }</style>",
+    unsafe_allow_html=True,
+)
 trash.purge_expired(user)
 view()
