@@ -23,6 +23,7 @@ CSS = """
 .vad-chip.flag { background: #FEF3C7; color: #92400E; }
 .vad-chip.dup { background: #E0F2FE; color: #075985; }
 .st-key-gallery-grid { margin-top: 0.75rem; }
+.st-key-gallery-grid .vad-caption { white-space: normal; overflow-wrap: anywhere; }
 /* The thumbnails' fullscreen button only blows up a 256 px thumbnail (and covers the bar above). */
 .st-key-gallery-grid [data-testid="stElementToolbar"] { display: none; }
 """
@@ -176,7 +177,7 @@ def analyses_notice(analyses: gallery.Analyses) -> None:
     ]
     if not missing:
         return
-    left, right = st.columns([5, 1], vertical_alignment="center")
+    left, right = st.columns([4, 1.3], vertical_alignment="center")
     left.info(
         f"The {' and '.join(missing)} of your current images are not computed yet: filters and sorts on "
         "them match nothing until they are.",
@@ -292,7 +293,7 @@ def view() -> None:
     per_page = int(st.session_state.get("gallery_per_page", PER_PAGE[0]))
     page = gallery.paginate(matching, int(st.session_state.get("gallery_page", 1)), per_page)
     st.session_state["gallery_page"] = page.number
-    bar = st.columns([3, 2, 1, 1, 1.3], vertical_alignment="center")
+    bar = st.columns([3, 2, 1, 1, 1.5], vertical_alignment="center")
     of_all = f" of {len(images):,}" if page.total != len(images) else ""
     summary = f"**{page.total:,}** image(s){of_all} · page {page.number} of {page.count}"
     bar[0].markdown(summary + (f" · **{len(chosen):,} selected**" if chosen else ""))

@@ -82,7 +82,7 @@ def view() -> None:
             "id": item.id,
             "filename": item.filename,
             "thumbnail_key": item.payload.get("thumbnail_key", ""),
-            "when": f"deleted {item.deleted_at:%Y-%m-%d %H:%M} · {_days_left(item)}",
+            "when": f"deleted {item.deleted_at:%Y-%m-%d %H:%M}<br>{_days_left(item)}",
         }
         for item in items[:SHOWN]
     ]
@@ -95,6 +95,7 @@ def view() -> None:
 st.title("Trash")
 st.markdown(
     "<style>.st-key-gallery-grid { margin-top: 0.75rem; } "
+    ".st-key-gallery-grid .vad-caption { white-space: normal; overflow-wrap: anywhere; } "
     ".st-key-gallery-grid [data-testid='stElementToolbar'] { display: none; }</style>",
     unsafe_allow_html=True,
 )
