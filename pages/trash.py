@@ -32,6 +32,12 @@ def _restore(ids: list[str] | None) -> None:
         st.warning(f"{image_id} not restored: {why}", icon=":material/warning:")
 
 
+def _pick(image_id: str, key: str) -> None:
+    """Checkbox callback: runs before the rerun, so the Restore button counts it."""
+    picked: set[str] = st.session_state.setdefault(PICKED, set())
+    (picked.add if st.session_state[key] else picked.discard)(image_id)
+
+
 def _empty() -> None:
     with ui.track("empty_trash", page="trash"):
         removed = trash.purge(user)
@@ -72,10 +78,8 @@ def view() -> None:
     def render(row: dict, _: int) -> None:
         ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{row['when']}")
         key = f"trash_pick_{row['id']}"
-        if st.checkbox("Select", value=row["id"] in picked, key=key, label_visibility="collapsed"):
-            picked.add(row["id"])
-        else:
-            picked.discard(row["id"])
+        picked_now = row["id"] in picked
+        st.checkbox("Select", picked_now, key=key, on_change=_pick, args=(row["id"], key), label_visibility="collapsed")
 
     rows = [
         {

@@ -19,6 +19,7 @@ from core import gallery
 from core.collection import load_collection
 from core.journal import scan_orphans
 from core.services import Services
+from core.storage import LocalStore
 from core.trash import Trash, held_keys, open_trash
 
 ALICE, BOB = "alice", "bob"
@@ -204,3 +205,42 @@ def test_cli_delete_restore_and_permanent(tmp_path: Path) -> None:
         assert open_trash(services).items(ALICE) == []
     missing = run_cli("delete", "--user", ALICE, b, data_dir=data)
     assert missing.returncode == 1 and "no image of alice" in missing.stderr
+
+
+def test_trash_page_restores_and_empties_with_confirmation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apptest_helpers import button, open_page, signed_in_app, texts
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("VAD_DATA_DIR", str(data))
+    monkeypatch.setenv("VAD_MODEL", "tiny:random")
+    with tiny_services(data) as services:
+        ids = ingest_files(services, ALICE, {"a.png": png(seed=1), "b.png": png(seed=2), "c.png": png(seed=3)})
+        open_trash(services).move(ALICE, [ids["a.png"], ids["b.png"]])
+        keys = list_keys(services.store)
+        doomed = object_keys_after_move(services, ids["b.png"])
+
+    at = open_page(signed_in_app(data, ALICE), "trash")
+    assert "**2** image(s)" in texts(at) and "7 day(s) left" in texts(at)
+    at.checkbox(key=f"trash_pick_{ids['a.png']}").check()
+    at.run()
+    button(at, "Restore 1 selected").click()
+    at.run()
+    assert "**1** image(s)" in texts(at)
+    assert at.sidebar.metric[0].value == "2"  # a.png is back in the collection
+    assert button(at, "Empty trash", key="trash_empty").disabled, "emptying needs the confirmation"
+    at.checkbox(key="trash_empty_confirm").check()
+    at.run()
+    button(at, "Empty trash", key="trash_empty").click()
+    at.run()
+    assert "The trash is empty" in texts(at)
+    assert list_keys_of(data) == keys - doomed
+
+
+def object_keys_after_move(services: Services, image_id: str) -> set[str]:
+    (item,) = [i for i in open_trash(services).items(ALICE) if i.id == image_id]
+    return set(item.keys)
+
+
+def list_keys_of(data: Path) -> set[str]:
+    """The objects of the app's data folder (its index stays open in the app: the store alone)."""
+    return list_keys(LocalStore(data / "objects"))
