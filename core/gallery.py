@@ -97,7 +97,7 @@ def _listing(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _as_list(value: object) -> list:
-    return list(value) if isinstance(value, list | tuple | np.ndarray) else []
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
 def all_tags(images: pd.DataFrame) -> list[str]:
@@ -332,7 +332,7 @@ def select(table: pd.DataFrame, query: GalleryQuery) -> pd.DataFrame:
     """The rows of ``table`` (from ``annotate``) that match ``query``, in its sort order."""
     mask = np.ones(len(table), dtype=bool)
     if query.text.strip():
-        mask &= table["filename"].str.contains(query.text.strip(), case=False, regex=False, na=False).to_numpy()
+        mask &= _name_contains(table, query.text)
     if query.flag:
         mask &= _flag_mask(table, query.flag)
     if query.review:
@@ -359,6 +359,15 @@ def select(table: pd.DataFrame, query: GalleryQuery) -> pd.DataFrame:
     if query.min_score is not None:
         mask &= (pd.to_numeric(table["anomaly_score"]) >= query.min_score).fillna(False).to_numpy(dtype=bool)
     return sort(table[mask], query.sort)
+
+
+def filter_by_name(images: pd.DataFrame, text: str) -> pd.DataFrame:
+    """The rows whose file name contains ``text`` (trimmed, case-insensitive, literal)."""
+    return images[_name_contains(images, text)] if text.strip() else images
+
+
+def _name_contains(images: pd.DataFrame, text: str) -> np.ndarray:
+    return images["filename"].str.contains(text.strip(), case=False, regex=False, na=False).to_numpy(dtype=bool)
 
 
 def sort(table: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -193,6 +193,8 @@ def test_filter_by_file_name(named: pd.DataFrame) -> None:
     assert matching("[") == set()
     assert matching(".png") == names(named) - {"forest.jpg"}
     assert matching("   ") == names(named)
+    assert names(gallery.filter_by_name(named, " a+B ")) == {"a+b.png"}  # the Search page's picker
+    assert gallery.filter_by_name(named, "  ") is named
 
 
 def test_filter_by_tag_format_and_size(named: pd.DataFrame) -> None:
