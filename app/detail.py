@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app import label_editor, ui
+from app import label_editor, trash_ui, ui
 from core import gallery
 from core.images import open_rgb
 
@@ -86,11 +86,10 @@ def _dialog(image_id: str) -> None:
             ui.clear_thumbnails()
             st.toast("Thumbnail regenerated")
         with st.popover("Delete image", icon=":material/delete:", width="stretch"):
-            st.markdown("The original, its thumbnail and its vector are removed. This can't be undone.")
-            if st.button("Delete for good", type="primary", key=f"delete_{image_id}"):
+            st.markdown("The image goes to the trash: Undo in the sidebar, or restore it from the Trash page.")
+            if st.button("Move to trash", type="primary", key=f"delete_{image_id}"):
                 with ui.track("delete", page="detail", image_id=image_id):
-                    gallery.delete(services, user, [image_id])
-                ui.bump_data_version()
+                    trash_ui.delete(user, [image_id])
                 _close()
                 st.rerun()
     st.markdown("##### Most similar images")

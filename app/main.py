@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import record_filters, signin, ui  # noqa: E402
+from app import record_filters, signin, trash_ui, ui  # noqa: E402
 from core import metrics  # noqa: E402
 from core.auth import is_valid_username  # noqa: E402
 
@@ -59,6 +59,7 @@ def sidebar() -> None:
             )
         if embedder.random_weights:
             st.error("This model has random weights: results are meaningless (tests and timing only).")
+        trash_ui.undo_notice()
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             signin.sign_out(store)
 
@@ -67,7 +68,9 @@ sidebar()
 pages = {
     "Collection": [
         st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),
-        st.Page(ui.PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", default=True),
+        st.Page(
+            ui.PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", default=True, url_path="home"
+        ),
         st.Page(ui.PAGES / "search.py", title="Search", icon=":material/search:"),
     ],
     "Review": [
@@ -75,7 +78,12 @@ pages = {
         st.Page(ui.PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
         st.Page(ui.PAGES / "explorer.py", title="Explorer", icon=":material/scatter_plot:"),
     ],
-    "Account": [st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:")],
+    "Account": [
+        st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:"),
+        st.Page(ui.PAGES / "trash.py", title="Trash", icon=":material/delete:"),
+        # The Gallery is also at /gallery, so that links like /gallery?flag=dark open it.
+        st.Page(ui.PAGES / "gallery.py", title="Gallery", url_path="gallery", visibility="hidden"),
+    ],
 }
 if ui.is_admin():
     pages["Account"].append(st.Page(ui.PAGES / "users.py", title="Users", icon=":material/group:"))

@@ -1,6 +1,6 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, doctor, repair, duplicates, anomalies, project, users.
+Commands: ingest, info, doctor, repair, delete, trash, duplicates, anomalies, project, users.
 Exit codes: 0 success, 1 some files were rejected (the others were stored), a doctor check
 failed or repair left something, 2 usage or configuration error (also: the data disk is full).
 """
@@ -100,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("--user", default=None, help="only this user's images (default: everyone's)")
     repair.add_argument("--dry-run", action="store_true", help="only list what would change; exit 1 if anything")
     repair.set_defaults(handler=_repair)
+
+    delete = commands.add_parser("delete", help="move a user's images to the trash (restorable for VAD_TRASH_DAYS)")
+    delete.add_argument("ids", nargs="+", metavar="ID", help="image ids (as in duplicates, anomalies)")
+    delete.add_argument("--user", required=True)
+    delete.add_argument("--permanent", action="store_true", help="remove them for good instead (no undo)")
+    delete.set_defaults(handler=_delete)
+
+    trash = commands.add_parser("trash", help="list, restore or empty a user's trash")
+    trash.add_argument("action", choices=["list", "restore", "empty", "purge"], help="purge: only what has expired")
+    trash.add_argument("ids", nargs="*", metavar="ID", help="restore or empty only these (default: all)")
+    trash.add_argument("--user", required=True)
+    trash.add_argument("--batch", default=None, help="restore: only this delete (its batch id)")
+    trash.set_defaults(handler=_trash)
 
     duplicates = commands.add_parser("duplicates", help="duplicate clusters of a user's images")
     duplicates.add_argument("--user", required=True)
@@ -375,6 +388,7 @@ def _ingestor(services: Services, args: argparse.Namespace, engine: ExitStack) -
 
 def _repair(args: argparse.Namespace) -> int:
     from core.journal import recover, repair_orphans, scan_orphans
+    from core.trash import held_keys
 
     if args.user:
         check_user(args.user)
@@ -384,7 +398,8 @@ def _repair(args: argparse.Namespace) -> int:
             settled = recover(services.journal_dir, services.store, services.index)
             if settled.completed or settled.removed:
                 print(f"journal: {settled.completed} interrupted images kept, {settled.removed} removed")
-        scan = scan_orphans(services.store, services.index, services.journal_dir, args.user)
+        held = held_keys(services.settings.data_dir, args.user)
+        scan = scan_orphans(services.store, services.index, services.journal_dir, args.user, held)
         print(
             f"{scan.objects} objects, {scan.points} points: {len(scan.orphan_keys)} objects without a point, "
             f"{len(scan.broken_points)} points with a missing object"
@@ -405,6 +420,55 @@ def _repair(args: argparse.Namespace) -> int:
     for problem in fixed.failed:
         print(f"failed    {problem}", file=sys.stderr)
     return EXIT_REJECTED if fixed.failed else EXIT_OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from core.trash import open_trash
+
+    check_user(args.user)
+    services = _open_for_analysis()
+    try:
+        trash = open_trash(services)
+        batch = trash.move(args.user, args.ids)
+        if batch is None:
+            print(f"no image of {args.user} among the {len(args.ids)} id(s)", file=sys.stderr)
+            return EXIT_REJECTED
+        if args.permanent:
+            removed = trash.purge(args.user, args.ids)
+            print(f"deleted {removed} image(s) of {args.user} for good")
+        else:
+            print(f"moved {batch.count} image(s) of {args.user} to the trash (batch {batch.id})")
+            print(f"undo: python -m core trash restore --user {args.user} --batch {batch.id}")
+    finally:
+        services.close()
+    return EXIT_OK if batch.count == len(set(args.ids)) else EXIT_REJECTED
+
+
+def _trash(args: argparse.Namespace) -> int:
+    from core.trash import open_trash
+
+    check_user(args.user)
+    services = _open_for_analysis()
+    try:
+        trash = open_trash(services)
+        ids = args.ids or None
+        if args.action == "list":
+            for item in trash.items(args.user):
+                expires = item.expires_at(trash.days).isoformat(timespec="seconds")
+                print(json.dumps({"id": item.id, "filename": item.filename, "batch": item.batch, "expires": expires}))
+        elif args.action == "restore":
+            done = trash.restore(args.user, ids, args.batch)
+            print(f"restored {len(done.restored)} image(s) of {args.user}")
+            for image_id, why in done.skipped.items():
+                print(f"skipped   {image_id}: {why}", file=sys.stderr)
+            return EXIT_REJECTED if done.skipped else EXIT_OK
+        elif args.action == "empty":
+            print(f"removed {trash.purge(args.user, ids)} image(s) of {args.user} for good")
+        else:
+            print(f"removed {trash.purge_expired(args.user)} expired image(s) of {args.user} for good")
+    finally:
+        services.close()
+    return EXIT_OK
 
 
 def _duplicates(args: argparse.Namespace) -> int:

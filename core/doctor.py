@@ -26,6 +26,7 @@ from core.journal import scan_orphans
 from core.services import Services
 from core.settings import Settings, SettingsError, load_settings
 from core.storage import ObjectStore, open_store
+from core.trash import held_keys
 
 Status = Literal["ok", "warn", "fail", "skip"]
 GIB = 1024**3
@@ -246,7 +247,7 @@ class OrphansCheck(Check):
         if ctx.store is None or ctx.index is None:
             return self.result("skip", "skipped: the store or the index could not be opened")
         try:
-            scan = scan_orphans(ctx.store, ctx.index, s.data_dir / "journal")
+            scan = scan_orphans(ctx.store, ctx.index, s.data_dir / "journal", held=held_keys(s.data_dir))
         except Exception as exc:
             return self.result("fail", f"could not compare the objects with the index: {exc}")
         details = {

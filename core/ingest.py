@@ -613,7 +613,10 @@ def embed_prepared(embedder: Embedder, prepared: Sequence[PreparedImage]) -> np.
 
 
 def delete_images(store: ObjectStore, index: VectorIndex, user: str, ids: Sequence[str]) -> int:
-    """Delete the user's images among ``ids``: point first, then original and thumbnail.
+    """Delete the user's images among ``ids`` for good: point first, then original and thumbnail.
+
+    Not undoable: the app's pages and the CLI delete through ``core.trash`` instead (restorable for
+    ``VAD_TRASH_DAYS``; its purge removes the objects, minding images that came back).
 
     An object that cannot be removed is logged and left as an orphan for ``doctor`` / ``repair``:
     the images are gone from the collection either way.

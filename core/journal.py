@@ -226,10 +226,17 @@ class OrphanScan:
         return not self.orphan_keys and not self.broken_points
 
 
-def scan_orphans(store: ObjectStore, index: VectorIndex, journal_folder: Path, user: str | None = None) -> OrphanScan:
+def scan_orphans(
+    store: ObjectStore,
+    index: VectorIndex,
+    journal_folder: Path,
+    user: str | None = None,
+    held: Iterable[str] = (),
+) -> OrphanScan:
     """Compare the store's objects with the index's points (of ``user``, or of everyone).
 
-    Objects that a running ingest announced in its journal are left out: they get their point soon.
+    Objects that a running ingest announced in its journal are left out: they get their point soon;
+    so are ``held`` ones (the images in the trash: ``core.trash.held_keys``).
     """
     scan = OrphanScan()
     keys: set[str] = set()
@@ -246,7 +253,7 @@ def scan_orphans(store: ObjectStore, index: VectorIndex, journal_folder: Path, u
             if not all(k in keys for k in pair):
                 scan.broken_points.append((name, record.id, pair))
     busy = journal_files(journal_folder).live_keys()
-    scan.orphan_keys = sorted(_not_shared(index, keys - referenced - busy))
+    scan.orphan_keys = sorted(_not_shared(index, keys - referenced - busy - set(held)))
     return scan
 
 

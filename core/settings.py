@@ -81,6 +81,8 @@ class Settings(BaseModel):
     ray_address: str | None = None
     phash_threshold: int = Field(8, ge=0, le=64)
     min_free_mb: float = Field(256.0, ge=0)
+    #: Days deleted images stay in the trash (restorable) before they are removed for good.
+    trash_days: float = Field(7.0, ge=0, le=3650)
 
     allow_registration: bool = True
     admin_user: str | None = None

@@ -6,8 +6,7 @@ import json
 
 import streamlit as st
 
-from app import detail, record_filters, ui
-from core import gallery
+from app import detail, record_filters, trash_ui, ui
 from core.duplicates import LEVELS, Cluster, clusters_frame, default_semantic_threshold, duplicate_report
 from core.reviews import mark_not_duplicates
 
@@ -105,13 +104,11 @@ actions = st.columns([2, 1, 1, 3], vertical_alignment="center")
 with actions[0].popover(f"Delete {redundant} duplicate(s)", icon=":material/delete_sweep:", width="stretch"):
     st.markdown(f"Keeps one image per cluster and deletes these **{redundant}**:")
     st.dataframe(frame[~frame["is_keeper"]][["cluster", "filename", "level"]], hide_index=True, height=220)
-    confirm = st.checkbox("Yes, delete them for good", key="dup_bulk_confirm")
+    confirm = st.checkbox("Yes, move them to the trash", key="dup_bulk_confirm")
     if st.button("Delete all but the keepers", type="primary", disabled=not confirm, key="dup_bulk"):
         doomed = [m for c in visible for m in c.to_delete]
         with st.spinner("Deleting…"), ui.track("delete_duplicates", page="duplicates", images=len(doomed)):
-            deleted = gallery.delete(services, user, doomed)
-        ui.bump_data_version()
-        st.toast(f"Deleted {deleted} image(s)")
+            trash_ui.delete(user, doomed)
         st.rerun()
 actions[1].download_button(
     "CSV", frame.to_csv(index=False), "duplicates.csv", "text/csv", icon=":material/download:", width="stretch"
@@ -136,8 +133,7 @@ for cluster in visible[(number - 1) * PER_PAGE : number * PER_PAGE]:
         )
         if head[1].button("Delete others", key=f"dup_del_{cluster.id}", icon=":material/delete:", width="stretch"):
             with ui.track("delete_duplicates", page="duplicates", images=len(cluster.to_delete)):
-                gallery.delete(services, user, cluster.to_delete)
-            ui.bump_data_version()
+                trash_ui.delete(user, cluster.to_delete)
             st.rerun()
         if head[2].button("Keep all", key=f"dup_keep_{cluster.id}", width="stretch", help="Hide this cluster for now"):
             hidden.add(frozenset(cluster.members))

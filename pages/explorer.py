@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import detail, ui
+from app import detail, trash_ui, ui
 from core import gallery
 from core.cache import ResultCache
 from core.collection import load_collection
@@ -172,11 +172,10 @@ else:
         ui.bump_data_version()
         st.toast(f"Tagged {changed} image(s)")
     with actions[2].popover(f"Delete {len(chosen)}", icon=":material/delete:", width="stretch"):
-        st.markdown(f"Deletes **{len(chosen)}** image(s) for good.")
+        st.markdown(f"Moves **{len(chosen)}** image(s) to the trash (Undo in the sidebar).")
         if st.checkbox("Yes, delete them", key="exp_confirm") and st.button("Delete", type="primary", key="exp_delete"):
             with ui.track("delete", page="explorer", images=len(chosen)):
-                gallery.delete(services, user, [c["id"] for c in chosen])
-            ui.bump_data_version()
+                trash_ui.delete(user, [c["id"] for c in chosen])
             st.rerun()
     if actions[3].button("Search similar to the first", icon=":material/image_search:", width="stretch"):
         st.session_state["search_image_id"] = chosen[0]["id"]

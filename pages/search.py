@@ -72,7 +72,7 @@ try:
             help="Or open an image in the Gallery and choose “Search similar”.",
         )
         if name_filter.strip():
-            matches = gallery.filter_and_sort(images, name_filter, sort="Name A-Z").head(MAX_PICKS)
+            matches = gallery.sort(gallery.filter_by_name(images, name_filter), "name").head(MAX_PICKS)
             if matches.empty:
                 pick_col.caption("No file name matches.")
             else:
