@@ -141,13 +141,15 @@ def leak_groups(report: LeakReport) -> None:
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="qa_leak_page") if pages > 1 else 1
     rows = images_by_id()
     for group, pairs in groups[(number - 1) * GROUPS_PER_PAGE : number * GROUPS_PER_PAGE]:
-        first = pairs.iloc[0]
+        level = min(pairs["level"], key=LEVELS.index)
         with st.container(border=True):
             where = " · ".join(sorted({f"{a} ↔ {b}" for a, b in zip(pairs["split_a"], pairs["split_b"], strict=True)}))
-            st.markdown(
-                f"**Group {group}** · {first['level']} · {where} · cosine {pairs['similarity'].min():.3f}"
-                + (f" · pHash distance {pairs['phash_distance'].max()}" if first["level"] == "near" else "")
-            )
+            if (pairs["a_id"] == pairs["b_id"]).all():
+                how = "the same file in both splits"
+            else:
+                how = f"cosine {pairs['similarity'].min():.3f}"
+                how += f" · pHash distance {pairs['phash_distance'].max()}" if level == "near" else ""
+            st.markdown(f"**Group {group}** · {level} · {where} · {how}")
             members: dict[str, list[str]] = {}
             for pair in pairs.itertuples():
                 members.setdefault(pair.a_id, []).append(pair.split_a)
@@ -158,6 +160,7 @@ def leak_groups(report: LeakReport) -> None:
                 ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{ui.escape(', '.join(row['qa_splits']))}")
                 if st.button("Open", key=f"qa_leak_open_{group}_{row['id']}", width="stretch"):
                     detail.open_detail(row["id"])
+                    st.rerun()  # the whole page: the detail dialog is drawn outside this fragment
 
             ui.card_grid(cards, render)
 
@@ -178,7 +181,7 @@ def mislabels_view(dataset: str | None) -> None:
             link=("upload.py", "Go to Upload"),
         )
         return
-    controls = st.columns([1, 2, 2], vertical_alignment="bottom")
+    controls = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
     k = int(controls[0].number_input("Neighbours that vote", 3, 50, 10, key="qa_mis_k"))
     show_reviewed = controls[1].toggle("Include reviewed images", value=False, key="qa_mis_reviewed")
     report = qa.mislabels(dataset, k)
@@ -189,19 +192,25 @@ def mislabels_view(dataset: str | None) -> None:
     metrics[0].metric("Labelled images", f"{len(report.frame):,}")
     metrics[1].metric("Likely mislabelled", f"{len(flagged):,}")
     metrics[2].metric("Reviewed", f"{int((flagged['review'] != '').sum()):,}")
-    with controls[2]:
-        exports = st.columns(2)
-        exports[0].download_button(
-            "CSV", report.to_csv(), "mislabels.csv", "text/csv", icon=":material/download:", key="qa_mis_csv"
-        )
-        exports[1].download_button(
-            "JSON",
-            report.to_json(),
-            "mislabels.json",
-            "application/json",
-            icon=":material/download:",
-            key="qa_mis_json",
-        )
+    controls[2].download_button(
+        "CSV",
+        report.to_csv(),
+        "mislabels.csv",
+        "text/csv",
+        icon=":material/download:",
+        width="stretch",
+        key="qa_mis_csv",
+        help="The flagged images, reviewed or not",
+    )
+    controls[3].download_button(
+        "JSON",
+        report.to_json(),
+        "mislabels.json",
+        "application/json",
+        icon=":material/download:",
+        width="stretch",
+        key="qa_mis_json",
+    )
     queue = report.to_review(reviewed=show_reviewed)
     if queue.empty:
         ui.empty_state(
