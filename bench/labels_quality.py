@@ -1,7 +1,8 @@
 """Dataset QA quality on real photos: leaks planted across a train/test split, labels flipped.
 
     python -m bench.labels_quality [../shared/datasets/imagenet-sample] [--copies 50] [--flip 0.05]
-        [--test-share 0.2] [--seed 0] [--model efficientnet-lite0] [--k 10]
+        [--test-share 0.2] [--seed 0] [--model efficientnet-lite0] [--k 20]
+        [--data-dir DIR]
 
 Labels are the coarse groups of ``labels.csv`` (the first, most specific group of each photo;
 photos without a group stay unlabelled). Every photo goes to train or test at random
@@ -40,7 +41,7 @@ from core.collection import load_collection
 from core.dataset_fields import derived_fields
 from core.duplicates import LEVELS, duplicate_report
 from core.leaks import find_leaks
-from core.mislabels import detect_mislabels
+from core.mislabels import DEFAULT_K, detect_mislabels
 from core.services import Services, open_services
 from core.settings import load_settings
 from core.sources import items_from_paths
@@ -108,7 +109,14 @@ def main() -> None:
     parser.add_argument("--test-share", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="efficientnet-lite0")
-    parser.add_argument("--k", type=int, default=10, help="labelled neighbours that vote")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help="labelled neighbours that vote")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the ingested images here; a later run with the same "
+        "options reuses them (default: a temporary folder)",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     label_of, groups_of = coarse_labels(args.dataset)
@@ -118,15 +126,18 @@ def main() -> None:
         folder = Path(tmp) / "photos"
         folder.mkdir()
         splits, source, kind = plant(args.dataset, folder, args.copies, args.test_share, rng)
-        services = open_services(load_settings(data_dir=Path(tmp) / "data", model=args.model, device="cpu"))
+        data_dir = args.data_dir or Path(tmp) / "data"
+        services = open_services(load_settings(data_dir=data_dir, model=args.model, device="cpu"))
         try:
             with timer() as ingest_time:
-                results = services.ingestor().ingest(list(items_from_paths([folder])), USER)
-            ids = {Path(r.path).name: r.image_id for r in results if r.image_id}
+                if not services.index.count(USER):
+                    services.ingestor().ingest(list(items_from_paths([folder])), USER)
+            stored = load_collection(services, USER).images
+            ids = dict(zip(stored["filename"], stored["id"], strict=True))
             labels = {name: label_of.get(source[name]) for name in ids}
             labelled = sorted(n for n in ids if labels[n])
             flipped = set(rng.choice(labelled, size=round(args.flip * len(labelled)), replace=False))
-            for name in flipped:
+            for name in sorted(flipped):
                 wrong = [g for g in every_group if g not in groups_of[source[name]]]
                 labels[name] = str(rng.choice(wrong))
             record_fields(services, ids, splits, labels)

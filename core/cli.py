@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     mislabels = commands.add_parser("mislabels", help="labelled images whose neighbours carry another label")
     mislabels.add_argument("--user", required=True)
     mislabels.add_argument("--dataset", default=None, help="only this dataset (default: all)")
-    mislabels.add_argument("--k", type=_positive_int, default=10, help="labelled neighbours that vote")
+    mislabels.add_argument("--k", type=_positive_int, default=20, help="labelled neighbours that vote")
     mislabels.add_argument("--all", action="store_true", help="every labelled image, not only the flagged ones")
     mislabels.add_argument("--format", choices=["json", "csv"], default="json")
     mislabels.set_defaults(handler=_mislabels)

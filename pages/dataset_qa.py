@@ -13,7 +13,7 @@ from core.collection import Collection, load_collection
 from core.dataset_qa import DatasetQA, cached_anomalies, clusters_of, duplicate_key
 from core.duplicates import LEVELS, Cluster
 from core.leaks import LeakReport, remove_leaks_from
-from core.mislabels import MislabelReport, keep_label, relabel
+from core.mislabels import DEFAULT_K, MislabelReport, keep_label, relabel
 from core.services import Services
 
 services = ui.services()
@@ -182,7 +182,7 @@ def mislabels_view(dataset: str | None) -> None:
         )
         return
     controls = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
-    k = int(controls[0].number_input("Neighbours that vote", 3, 50, 10, key="qa_mis_k"))
+    k = int(controls[0].number_input("Neighbours that vote", 3, 50, DEFAULT_K, key="qa_mis_k"))
     show_reviewed = controls[1].toggle("Include reviewed images", value=False, key="qa_mis_reviewed")
     report = qa.mislabels(dataset, k)
     for note in report.notes:
