@@ -163,3 +163,34 @@ def test_cli_prints_the_report_the_page_shows(stored, data_dir):
     assert len(pd.read_csv(io.StringIO(as_csv.stdout))) == 2
     bad = run_cli("leaks", "--user", ALICE, "--splits", "train", data_dir=data_dir)
     assert bad.returncode == 2 and "at least two splits" in bad.stderr
+
+
+def test_a_dataset_is_checked_on_its_own():
+    """Copies in two datasets are no leak of either; splits are read per dataset from occurrences."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3, 64))
+    pixel = [f"{7:064x}"] * 3  # three images with the same pixels
+
+    def occurrence(dataset: str, split: str) -> dict:
+        return {"name": f"{dataset}-{split}.png", "dataset": dataset, "split": split, "label": None}
+
+    occurrences = [
+        [occurrence("cars", "train"), occurrence("birds", "test")],
+        [occurrence("cars", "test")],
+        [occurrence("birds", "train")],
+    ]
+    collection = synthetic_collection(
+        vectors,
+        pixel_sha256=pixel,
+        occurrences=occurrences,
+        datasets=[["birds", "cars"], ["cars"], ["birds"]],
+        splits=[["test", "train"], ["test"], ["train"]],
+    )
+    clusters = DuplicateFinder(semantic_threshold=0.99).find(collection)
+    cars = find_leaks(collection, clusters, dataset="cars").pairs
+    assert cars[["a_id", "split_a", "b_id", "split_b"]].values.tolist() == [["img-001", "test", "img-000", "train"]]
+    assert cars["a_filename"].tolist() == ["cars-test.png"] and cars["b_filename"].tolist() == ["cars-train.png"]
+    birds = find_leaks(collection, clusters, dataset="birds").pairs
+    assert birds[["a_id", "split_a", "b_id", "split_b"]].values.tolist() == [["img-000", "test", "img-002", "train"]]
+    everything = find_leaks(collection, clusters).pairs
+    assert len(everything) == 4  # img-000 alone (test/train), 000-001, 000-002 and 001-002
