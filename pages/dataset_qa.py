@@ -157,7 +157,8 @@ def leak_groups(report: LeakReport) -> None:
             cards = [{"id": i, **rows[i], "qa_splits": sorted(set(s))} for i, s in members.items() if i in rows]
 
             def render(row: dict, _: int, group: int = group) -> None:
-                ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{ui.escape(', '.join(row['qa_splits']))}")
+                ui.thumb_card(row, ui.escape(", ".join(row["qa_splits"])))
+                st.caption(ui.escape(row["filename"]))  # wraps: long dataset file names stay whole
                 if st.button("Open", key=f"qa_leak_open_{group}_{row['id']}", width="stretch"):
                     detail.open_detail(row["id"])
                     st.rerun()  # the whole page: the detail dialog is drawn outside this fragment
@@ -231,9 +232,10 @@ def review_row(item, row: dict, labels: list[str], report: MislabelReport) -> No
     with st.container(border=True):
         thumb, text, actions = st.columns([1, 4, 3], vertical_alignment="center")
         with thumb:
-            ui.thumb_card({"id": item.id, **row}, ui.escape(item.filename))
+            ui.thumb_card({"id": item.id, **row}, "")
         review = f" · reviewed: {item.review}" if item.review else ""
         text.markdown(
+            f"**{ui.escape(item.filename)}**  \n"
             f"Label **{ui.escape(item.label)}** → suggested **{ui.escape(item.suggested_label)}**  \n"
             f"{item.suggested_probability:.0%} of the neighbour vote for the suggestion, "
             f"{item.label_probability:.0%} for the label · {item.neighbours} labelled neighbours"
@@ -259,12 +261,17 @@ def review_row(item, row: dict, labels: list[str], report: MislabelReport) -> No
             )
             other = st.columns([3, 1], vertical_alignment="bottom")
             choice = other[0].selectbox(
-                "Relabel to…", [lab for lab in labels if lab != item.label], key=f"qa_to_{item.id}"
+                "Relabel to…",
+                [lab for lab in labels if lab != item.label],
+                index=None,
+                placeholder="another label",
+                key=f"qa_to_{item.id}",
             )
             other[1].button(
                 "Apply",
                 key=f"qa_apply_{item.id}",
                 width="stretch",
+                disabled=choice is None,
                 on_click=decide,
                 args=(relabel, item.id, choice, f"Relabelled to {choice}"),
             )

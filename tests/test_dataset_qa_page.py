@@ -85,7 +85,11 @@ def test_mislabel_review_is_remembered(app_env):
     assert "Nothing to review" in texts(again) and _metric(again, "Reviewed") == "1"
     again.toggle(key="qa_mis_reviewed").set_value(True).run()
     assert "reviewed: kept" in texts(again)
-    again.button(key=f"qa_suggest_{ids['dog.png']}").click().run()
+    dog = ids["dog.png"]
+    assert again.button(key=f"qa_suggest_{dog}").label == "Relabel to cat"
+    assert again.button(key=f"qa_apply_{dog}").disabled, "choose a label first"
+    again.selectbox(key=f"qa_to_{dog}").set_value("cat").run()
+    again.button(key=f"qa_apply_{dog}").click().run()
     assert not again.exception
     assert "Only one label (cat)" in texts(again)
 
