@@ -23,6 +23,11 @@ pytestmark = [
 ]
 
 
+THUMBNAILS_LOADED = (
+    "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+)
+
+
 @pytest.fixture
 def app_url(tmp_path: Path):
     data = tmp_path / "data"
@@ -58,6 +63,7 @@ def test_leak_matrix_export_and_removal_from_the_test_split(app_url):
         expect(matrix).to_be_visible()
         expect(page.get_by_text("Group 1")).to_be_visible()
         page.wait_for_load_state("networkidle")
+        page.wait_for_function(THUMBNAILS_LOADED)
         page.screenshot(path=ARTIFACTS / "dataset_qa.png")
         page.screenshot(path=ARTIFACTS / "dataset_qa-leaks-full.png", full_page=True)
 
@@ -69,6 +75,7 @@ def test_leak_matrix_export_and_removal_from_the_test_split(app_url):
 
         page.get_by_role("tab", name="Mislabels").click()
         expect(page.get_by_text("suggested").first).to_be_visible()
+        page.wait_for_function(THUMBNAILS_LOADED)
         page.screenshot(path=ARTIFACTS / "dataset_qa-mislabels.png", full_page=True)
         page.get_by_role("tab", name="Balance").click()
         expect(page.get_by_text("Images per label and split")).to_be_visible()
