@@ -77,6 +77,7 @@ pages = {
         st.Page(ui.PAGES / "duplicates.py", title="Duplicates", icon=":material/content_copy:"),
         st.Page(ui.PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
         st.Page(ui.PAGES / "explorer.py", title="Explorer", icon=":material/scatter_plot:"),
+        st.Page(ui.PAGES / "dataset_qa.py", title="Dataset QA", icon=":material/fact_check:"),
     ],
     "Account": [
         st.Page(ui.PAGES / "account.py", title="Account", icon=":material/person:"),

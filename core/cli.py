@@ -1,6 +1,7 @@
 """Command-line interface: ``python -m core ingest|info ...``.
 
-Commands: ingest, info, doctor, repair, delete, trash, duplicates, anomalies, project, users.
+Commands: ingest, info, doctor, repair, delete, trash, labels, occurrences, duplicates, anomalies, leaks, mislabels,
+project, users.
 Exit codes: 0 success, 1 some files were rejected (the others were stored), a doctor check
 failed or repair left something, 2 usage or configuration error (also: the data disk is full).
 """
@@ -130,6 +131,21 @@ def _parser() -> argparse.ArgumentParser:
     anomalies.add_argument("--top", type=_positive_int, default=None, help="only the N most anomalous")
     anomalies.add_argument("--format", choices=["json", "csv"], default="json")
     anomalies.set_defaults(handler=_anomalies)
+
+    leaks = commands.add_parser("leaks", help="copies of images across splits (exact, near, semantic)")
+    leaks.add_argument("--user", required=True)
+    leaks.add_argument("--dataset", default=None, help="only this dataset (default: all)")
+    leaks.add_argument("--splits", type=_split_names, default=None, help="only between these, e.g. train,test")
+    leaks.add_argument("--format", choices=["json", "csv"], default="json")
+    leaks.set_defaults(handler=_leaks)
+
+    mislabels = commands.add_parser("mislabels", help="labelled images whose neighbours carry another label")
+    mislabels.add_argument("--user", required=True)
+    mislabels.add_argument("--dataset", default=None, help="only this dataset (default: all)")
+    mislabels.add_argument("--k", type=_positive_int, default=20, help="labelled neighbours that vote")
+    mislabels.add_argument("--all", action="store_true", help="every labelled image, not only the flagged ones")
+    mislabels.add_argument("--format", choices=["json", "csv"], default="json")
+    mislabels.set_defaults(handler=_mislabels)
 
     project = commands.add_parser("project", help="write the Explorer's UMAP coordinates to a CSV file")
     project.add_argument("--user", required=True)
@@ -509,6 +525,41 @@ def _anomalies(args: argparse.Namespace) -> int:
         sys.stdout.write(report.to_csv(index=False))
     else:
         sys.stdout.write(report.to_json(orient="records", indent=2) + "\n")
+    return EXIT_OK
+
+
+def _split_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError("name at least two splits, e.g. train,test")
+    return names
+
+
+def _leaks(args: argparse.Namespace) -> int:
+    from core.leaks import leak_report
+
+    check_user(args.user)
+    services = _open_for_analysis()
+    try:
+        report = leak_report(services, args.user, args.dataset, args.splits)
+    finally:
+        services.close()
+    sys.stdout.write(report.to_csv() if args.format == "csv" else report.to_json() + "\n")
+    return EXIT_OK
+
+
+def _mislabels(args: argparse.Namespace) -> int:
+    from core.mislabels import mislabel_report
+
+    check_user(args.user)
+    services = _open_for_analysis()
+    try:
+        report = mislabel_report(services, args.user, args.k, args.dataset)
+    finally:
+        services.close()
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(report.to_csv(flagged=not args.all) if args.format == "csv" else report.to_json(not args.all))
     return EXIT_OK
 
 

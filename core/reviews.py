@@ -1,7 +1,8 @@
 """Review decisions, kept in each image's payload so they survive restarts and go with the image.
 
 - ``not_duplicate_of``: ids the user said are not duplicates of this image;
-- ``anomaly_review``: ``"confirmed"`` or ``"normal"`` (absent: not reviewed).
+- ``anomaly_review``: ``"confirmed"`` or ``"normal"`` (absent: not reviewed);
+- ``label_review``: ``{"status": "kept" | "relabelled", "label": L}`` after a mislabel review.
 """
 
 from __future__ import annotations
@@ -43,3 +44,26 @@ def set_anomaly_review(index: VectorIndex, user: str, ids: Sequence[str], status
     if status is not None and status not in ANOMALY_REVIEWS:
         raise ValueError(f"review must be one of {ANOMALY_REVIEWS} or None, got {status!r}")
     index.set_payload(user, list(ids), {"anomaly_review": status})
+
+
+LABEL_REVIEWS = ("kept", "relabelled")
+
+
+def set_label_review(index: VectorIndex, user: str, ids: Sequence[str], status: str, label: str | None) -> None:
+    """Remember that the label ``label`` of ``ids`` was kept or given after a mislabel review (a
+    review holds while the image keeps that label)."""
+    if status not in LABEL_REVIEWS:
+        raise ValueError(f"label review must be one of {LABEL_REVIEWS}, got {status!r}")
+    index.set_payload(user, list(ids), {"label_review": {"status": status, "label": label}})
+
+
+def label_reviews(images: pd.DataFrame, labels: Sequence[str | None]) -> list[str]:
+    """Each image's label review (``kept``, ``relabelled`` or empty) while it still has the label
+    the review was made for."""
+    if "label_review" not in images:
+        return [""] * len(images)
+    out = []
+    for review, label in zip(images["label_review"], labels, strict=True):
+        valid = isinstance(review, dict) and review.get("status") in LABEL_REVIEWS and review.get("label") == label
+        out.append(review["status"] if valid else "")
+    return out
