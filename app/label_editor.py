@@ -11,6 +11,7 @@ from app import ui
 from core import record_edits
 from core.record_filters import filter_choices
 from core.records import InvalidName, occurrences
+from core.trash import open_trash
 
 NEW = "New…"
 EDITS = {"Label": record_edits.set_label, "Split": record_edits.set_split, "Dataset": record_edits.set_dataset}
@@ -57,6 +58,6 @@ def occurrence_list(user: str, image_id: str, payload: dict) -> None:
             key = (entry.get("path") or "", entry.get("dataset"), entry.get("split"))
             services = ui.services()
             with ui.track("remove_occurrence", page="detail", image_id=image_id):
-                record_edits.remove_occurrences(services.store, services.index, user, image_id, [key])
+                record_edits.remove_occurrences(open_trash(services), user, image_id, [key])
             ui.bump_data_version(user)
             st.rerun()

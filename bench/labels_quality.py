@@ -38,10 +38,10 @@ from bench.common import timer
 from bench.duplicates_quality import SEPARATOR, _crop, _jpeg, _resize
 from bench.tables import pct, table
 from core.collection import load_collection
-from core.dataset_fields import derived_fields
 from core.duplicates import LEVELS, duplicate_report
 from core.leaks import find_leaks
 from core.mislabels import DEFAULT_K, detect_mislabels
+from core.records import derived
 from core.services import Services, open_services
 from core.settings import load_settings
 from core.sources import items_from_paths
@@ -98,7 +98,7 @@ def record_fields(services: Services, ids: dict[str, str], splits: dict[str, lis
             {"name": name, "path": name, "dataset": "default", "split": s, "label": labels[name], "added_at": now}
             for s in splits[name]
         ]
-        services.index.set_payload(USER, [image_id], derived_fields(occurrences, labels[name]))
+        services.index.set_payload(USER, [image_id], derived(occurrences, labels[name]))
 
 
 def main() -> None:

@@ -373,12 +373,13 @@ def _occurrences_list(args: argparse.Namespace) -> int:
 
 def _occurrences_remove(args: argparse.Namespace) -> int:
     from core.record_edits import remove_occurrences
+    from core.trash import open_trash
 
     check_user(args.user)
     keys = None if args.all else [(args.path, args.dataset, args.split or None)]
     services = _open_for_analysis()
     try:
-        outcome = remove_occurrences(services.store, services.index, args.user, args.image_id, keys)
+        outcome = remove_occurrences(open_trash(services), args.user, args.image_id, keys)
     finally:
         services.close()
     if not outcome.removed:

@@ -18,11 +18,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from core import gallery
 from core.collection import Collection, load_collection
-from core.dataset_fields import in_dataset, names_in_split, remove_split, split_column
+from core.dataset_fields import in_dataset, names_in_split, split_column
 from core.duplicates import LEVELS, Cluster, duplicate_report
+from core.record_edits import remove_from_split
 from core.services import AnalysisServices, Services
+from core.trash import open_trash
 
 COLUMNS = [
     "group",
@@ -193,7 +194,6 @@ def remove_leaks_from(
     services: Services, user: str, report: LeakReport, split: str, dataset: str | None = None
 ) -> tuple[int, int]:
     """Remove the leaking images' occurrences in ``split`` (the evaluation split). An image left
-    with no occurrence is deleted. Returns (images taken out of the split, images deleted)."""
-    edited, emptied = remove_split(services.index, user, report.images_in(split), split, dataset)
-    deleted = gallery.delete(services, user, emptied) if emptied else 0
-    return len(edited) + len(emptied), deleted
+    with no occurrence goes to the trash. Returns (images taken out of the split, images deleted)."""
+    outcome = remove_from_split(open_trash(services), user, report.images_in(split), split, dataset)
+    return outcome.kept_images + outcome.deleted_images, outcome.deleted_images

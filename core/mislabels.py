@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from core.collection import Collection, load_collection
-from core.dataset_fields import in_dataset, label_column, set_label, split_column
+from core.dataset_fields import in_dataset, label_column, split_column
 from core.graph import GRAPH_K
+from core.record_edits import set_label
 from core.reviews import label_reviews, set_label_review
 from core.services import AnalysisServices, Services
 

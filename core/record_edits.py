@@ -1,5 +1,5 @@
 """Edits of images' records (``core.records``): bulk label, split and dataset, and removing
-occurrences (an image left without any is deleted, through ``core.ingest.delete_images``).
+occurrences (an image left without any goes to the user's trash, ``core.trash``: restorable).
 
 Every write goes through ``VectorIndex.set_payload``, so the vector cache follows and the edits
 survive restarts; every call is scoped to one user.
@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.index import VectorIndex
-from core.ingest import delete_images
 from core.records import (
     DEFAULT_DATASET,
     FIELDS,
@@ -22,7 +21,7 @@ from core.records import (
     occurrence_key,
     occurrences,
 )
-from core.storage import ObjectStore
+from core.trash import Trash
 
 OccurrenceKey = tuple[str, str, str | None]
 #: Images read from the index at a time.
@@ -87,10 +86,11 @@ class OccurrenceRemoval:
 
 
 def remove_occurrences(
-    store: ObjectStore, index: VectorIndex, user: str, image_id: str, keys: Sequence[OccurrenceKey] | None
+    trash: Trash, user: str, image_id: str, keys: Sequence[OccurrenceKey] | None
 ) -> OccurrenceRemoval:
     """Remove occurrences of one image by key (path, dataset, split; None: all of them). An image
-    left without occurrences is deleted with its objects."""
+    left without occurrences is moved to ``trash`` (its collection's)."""
+    index = trash.index
     records = index.retrieve(user, [image_id])
     if not records:
         return OccurrenceRemoval()
@@ -99,7 +99,8 @@ def remove_occurrences(
     drop = None if keys is None else {(path, dataset or DEFAULT_DATASET, split) for path, dataset, split in keys}
     left = [] if drop is None else [e for e in entries if occurrence_key(e) not in drop]
     if not left:
-        return OccurrenceRemoval(len(entries), 0, delete_images(store, index, user, [image_id]))
+        batch = trash.move(user, [image_id])
+        return OccurrenceRemoval(len(entries), 0, batch.count if batch else 0)
     if len(left) == len(entries):
         return OccurrenceRemoval(0, 1, 0)
     index.set_payload(user, [image_id], derived(left, label(payload)))
@@ -107,13 +108,17 @@ def remove_occurrences(
 
 
 def remove_from_split(
-    store: ObjectStore, index: VectorIndex, user: str, ids: Sequence[str], split: str
+    trash: Trash, user: str, ids: Sequence[str], split: str, dataset: str | None = None
 ) -> OccurrenceRemoval:
-    """Remove the occurrences in ``split`` of the user's images among ``ids`` (a leak out of the
-    evaluation split); an image left without occurrences is deleted."""
+    """Remove the occurrences in ``split`` (of ``dataset``, or of any) of the user's images among
+    ``ids`` (a leak out of the evaluation split); an image left without occurrences goes to the trash."""
     total = OccurrenceRemoval()
-    for record in (r for batch in _batches(ids) for r in index.retrieve(user, batch)):
-        keys = [occurrence_key(e) for e in occurrences(record.payload) if e.get("split") == split]
+    for record in (r for batch in _batches(ids) for r in trash.index.retrieve(user, batch)):
+        keys = [
+            occurrence_key(e)
+            for e in occurrences(record.payload)
+            if e.get("split") == split and dataset in (None, e.get("dataset") or DEFAULT_DATASET)
+        ]
         if keys:
-            total += remove_occurrences(store, index, user, record.id, keys)
+            total += remove_occurrences(trash, user, record.id, keys)
     return total

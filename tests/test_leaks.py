@@ -19,9 +19,9 @@ import pytest
 from helpers import encode, ingest_files, pattern, synthetic_collection, tiny_services
 from test_cli import run_cli
 
-from core.dataset_fields import derived_fields
 from core.duplicates import DuplicateFinder
 from core.leaks import find_leaks, leak_report, remove_leaks_from
+from core.records import derived
 from core.services import Services
 
 ALICE, BOB = "alice", "bob"
@@ -34,7 +34,7 @@ def set_fields(services: Services, user: str, image_id: str, *occurrences: tuple
         {"name": n, "path": n, "dataset": "default", "split": s, "label": lab, "added_at": "2026-11-30T00:00:00+00:00"}
         for n, s, lab in occurrences
     ]
-    services.index.set_payload(user, [image_id], derived_fields(records, label))
+    services.index.set_payload(user, [image_id], derived(records, label))
 
 
 def flip(phash: str, bits: int) -> str:

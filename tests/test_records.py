@@ -18,6 +18,7 @@ from core.index import ImageRecord
 from core.layouts import IngestOptions, ManifestError, read_manifest
 from core.record_filters import RecordFilter, apply_filter, filter_choices, parse_filter
 from core.sources import items_from_upload
+from core.trash import open_trash
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -86,24 +87,23 @@ def test_deleting_one_occurrence_keeps_the_image_and_the_last_removes_it(split_u
     image_id = results["test/cat/a.png"].image_id
     keys = {k for k in list_keys(services.store) if image_id in k}
     assert len(keys) == 2
-    removed = record_edits.remove_occurrences(
-        services.store, services.index, USER, image_id, [("test/cat/a.png", None, "test")]
-    )
+    removed = record_edits.remove_occurrences(open_trash(services), USER, image_id, [("test/cat/a.png", None, "test")])
     assert removed == record_edits.OccurrenceRemoval(removed=1, kept_images=1, deleted_images=0)
     payload = payload_of(services, image_id)
     assert payload["splits"] == ["train"] and [o["path"] for o in payload["occurrences"]] == ["train/cat/a.png"]
-    unknown = record_edits.remove_occurrences(services.store, services.index, USER, image_id, [("nope", None, None)])
+    unknown = record_edits.remove_occurrences(open_trash(services), USER, image_id, [("nope", None, None)])
     assert unknown.removed == 0
-    last = record_edits.remove_occurrences(services.store, services.index, USER, image_id, None)
+    last = record_edits.remove_occurrences(open_trash(services), USER, image_id, None)
     assert last == record_edits.OccurrenceRemoval(removed=1, kept_images=0, deleted_images=1)
     assert services.index.retrieve(USER, [image_id]) == []
-    assert not keys & list_keys(services.store)
+    assert [item.id for item in open_trash(services).items(USER)] == [image_id]  # restorable
+    assert keys <= list_keys(services.store)  # kept while the image is in the trash
 
 
 def test_remove_from_split_takes_leaks_out_of_the_test_split(split_upload) -> None:
     services, results = split_upload
     leak, only_test = results["test/cat/a.png"].image_id, results["test/dog/c.png"].image_id
-    outcome = record_edits.remove_from_split(services.store, services.index, USER, [leak, only_test], "test")
+    outcome = record_edits.remove_from_split(open_trash(services), USER, [leak, only_test], "test")
     assert outcome == record_edits.OccurrenceRemoval(removed=2, kept_images=1, deleted_images=1)
     assert payload_of(services, leak)["splits"] == ["train"]
     assert services.index.retrieve(USER, [only_test]) == []
