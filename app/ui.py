@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from app import viewer
 from core import gallery, telemetry
 from core.auth import UserStore
 from core.collection import graph_status, rebuild_graph
@@ -205,24 +209,78 @@ def empty_state(
             st.page_link(str(PAGES / link[0]), label=link[1], icon=":material/arrow_forward:")
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The cards being laid out, so a thumbnail click opens the viewer on the grid's list."""
+
+    rows: list[dict[str, Any]]
+    actions: tuple[viewer.ViewerAction, ...]
+    token: str
+    position: int = 0
+
+
+_grid: ContextVar[_Grid | None] = ContextVar("vad_grid", default=None)
+
+
 def card_grid(
-    rows: Sequence[dict[str, Any]], render: Callable[[dict[str, Any], int], None], columns: int = GRID_COLUMNS
+    rows: Sequence[dict[str, Any]],
+    render: Callable[[dict[str, Any], int], None],
+    columns: int = GRID_COLUMNS,
+    actions: Sequence[viewer.ViewerAction] = (),
+    viewer_rows: Sequence[dict[str, Any]] | None = None,
 ) -> None:
-    """Lay out cards in rows of ``columns`` so thumbnails line up."""
+    """Lay out cards in rows of ``columns`` so thumbnails line up. A click on a card's thumbnail
+    (``thumb_card``) opens the viewer on ``viewer_rows`` (default ``rows``; e.g. every filtered
+    image while ``rows`` is one page of them), with the page's review ``actions`` on keys."""
+    rows = list(rows)
+    listed = rows if viewer_rows is None else list(viewer_rows)
+    positions = {r.get("id"): i for i, r in enumerate(listed)}
+    token = hashlib.blake2b("\n".join(str(r.get("id")) for r in listed).encode(), digest_size=4).hexdigest()
     for start in range(0, len(rows), columns):
         cells = st.columns(columns, gap="small")
         for offset, row in enumerate(rows[start : start + columns]):
             with cells[offset]:
-                render(row, start + offset)
+                position = positions.get(row.get("id"))
+                grid = _Grid(listed, tuple(actions), token, position) if position is not None else None
+                context = _grid.set(grid)
+                try:
+                    render(row, start + offset)
+                finally:
+                    _grid.reset(context)
+
+
+def delete_action(page: str) -> viewer.ViewerAction:
+    """The viewer's D key: delete the image (asked first), as the pages' confirmed deletes do."""
+
+    def delete(image_id: str) -> None:
+        with track("delete", page=page, images=1, source="viewer"):
+            gallery.delete(services(), scope_user(), [image_id])
+        bump_data_version()
+
+    return viewer.ViewerAction(
+        "D",
+        "Delete",
+        delete,
+        icon=":material/delete:",
+        confirm="Delete this image for good? The original, its thumbnail and its vector are removed.",
+        removes=True,
+    )
 
 
 def thumb_card(row: dict[str, Any], caption: str) -> None:
-    """The thumbnail in a fixed square frame, with a caption under it."""
-    data = thumbnail(row.get("thumbnail_key", ""))
-    if data:
-        st.image(data, width="stretch", output_format="JPEG")
-    else:
-        st.image(missing_image(), width="stretch")
+    """The thumbnail in a fixed square frame, with a caption under it; a click on the thumbnail
+    opens the viewer (on the grid's images inside ``card_grid``, else on this one)."""
+    grid = _grid.get()
+    if grid is None or grid.rows[grid.position].get("id") != row.get("id"):
+        grid = _Grid([row], (), "one")
+    with st.container(key=f"vad_thumb_{grid.token}_{grid.position}_{row.get('id')}", gap=None):
+        data = thumbnail(row.get("thumbnail_key", ""))
+        if data:
+            st.image(data, width="stretch", output_format="JPEG")
+        else:
+            st.image(missing_image(), width="stretch")
+        if st.button("View image", key=f"vad_view_{grid.token}_{grid.position}_{row.get('id')}"):
+            viewer.open_viewer(grid.rows, grid.position, grid.actions, store=services().store)
     st.markdown(
         f"<div class='vad-caption' title='{escape(row.get('filename', ''))}'>{caption}</div>", unsafe_allow_html=True
     )
@@ -234,7 +292,8 @@ def escape(text: str) -> str:
 
 
 def inject_css() -> None:
-    st.markdown(f"<style>{(ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+    css = (ASSETS / "style.css").read_text() + (viewer.ASSETS / "cards.css").read_text()
+    st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
 
 
 def clear_thumbnails() -> None:

@@ -99,5 +99,5 @@ def render(row: dict, _: int) -> None:
         detail.open_detail(row["id"])
 
 
-ui.card_grid(page.rows.to_dict("records"), render)
+ui.card_grid(page.rows.to_dict("records"), render, actions=[ui.delete_action("gallery")])
 detail.render_if_open()
