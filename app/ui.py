@@ -249,6 +249,15 @@ def card_grid(
                     _grid.reset(context)
 
 
+def _with_listing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's rows with the listing's fields they lack (original key, size, date): the page's win."""
+    if all("original_key" in row for row in rows):
+        return rows
+    listing = image_listing(scope_user())
+    known = listing[listing["id"].isin([row.get("id") for row in rows])].set_index("id", drop=False)
+    return [{**(known.loc[row["id"]].to_dict() if row.get("id") in known.index else {}), **row} for row in rows]
+
+
 def delete_action(page: str) -> viewer.ViewerAction:
     """The viewer's D key: delete the image (asked first), as the pages' confirmed deletes do."""
 
@@ -280,7 +289,7 @@ def thumb_card(row: dict[str, Any], caption: str) -> None:
         else:
             st.image(missing_image(), width="stretch")
         if st.button("View image", key=f"vad_view_{grid.token}_{grid.position}_{row.get('id')}"):
-            viewer.open_viewer(grid.rows, grid.position, grid.actions, store=services().store)
+            viewer.open_viewer(_with_listing(grid.rows), grid.position, grid.actions, store=services().store)
     st.markdown(
         f"<div class='vad-caption' title='{escape(row.get('filename', ''))}'>{caption}</div>", unsafe_allow_html=True
     )

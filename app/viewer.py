@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,8 +163,7 @@ def _viewer_dialog() -> None:
             return
         _toolbar(viewer)
         _confirmation(viewer)
-        _picture(viewer)
-        _facts(viewer)
+        _facts(viewer, _picture(viewer))
 
 
 def _toolbar(viewer: _Viewer) -> None:
@@ -260,53 +262,44 @@ def _details(viewer: _Viewer) -> None:
     st.session_state[DETAIL_KEY] = viewer.row["id"]
 
 
-def _picture(viewer: _Viewer) -> None:
-    near = {
-        "current": viewer.position,
-        "next": viewer.position + 1,
-        "previous": viewer.position - 1,
-    }
-    urls: dict[str, str] = {}
-    shown: DisplayImage | None = None
-    problem = ""
-    for slot, index in near.items():
-        if not 0 <= index < len(viewer.rows):
-            continue
-        try:
-            image = _display(viewer.store, viewer.rows[index].get("original_key") or "")
-        except Exception as exc:  # a missing or unreadable original: say so, the list goes on
-            if slot == "current":
-                problem = str(exc) or type(exc).__name__
-            continue
-        urls[slot] = _media_url(image, slot)
-        if slot == "current":
-            shown = image
+def _picture(viewer: _Viewer) -> DisplayImage | None:
+    """The current image in the zoom and pan component; its neighbours are read ahead on the
+    server and, once read, loaded ahead by the browser. Returns what is shown."""
+    displays = _displays()
     row = viewer.row
+    shown, problem = None, ""
+    try:
+        shown = displays.get(viewer.store, row.get("original_key") or "")
+    except Exception as exc:  # a missing or unreadable original: say so, the list goes on
+        problem = str(exc) or type(exc).__name__
+    neighbours = [
+        viewer.rows[i].get("original_key") or ""
+        for i in (viewer.position + 1, viewer.position - 1)
+        if 0 <= i < len(viewer.rows)
+    ]
+    ready = {key: displays.peek(viewer.store, key) for key in neighbours}
+    displays.read_ahead(viewer.store, [key for key, image in ready.items() if image is None and key])
+    preload = [_media_url(image, f"ahead{i}") for i, image in enumerate(ready.values()) if image is not None]
     _image_view(
         key="vad_image_view",
         data={
             "id": row["id"],
-            "src": urls.get("current", ""),
-            "preload": [u for s, u in urls.items() if s != "current"],
+            "src": _media_url(shown, "current") if shown else "",
+            "preload": preload,
             "name": display_name(str(row.get("filename", ""))),
-            "width": shown.width if shown else 0,
-            "height": shown.height if shown else 0,
             "problem": f"The original could not be read: {problem}" if problem else "",
         },
         height="content",
     )
+    return shown
 
 
-def _facts(viewer: _Viewer) -> None:
+def _facts(viewer: _Viewer, shown: DisplayImage | None) -> None:
     """Name, size, bytes, format, date and the page's flags, rounded for people."""
     row = viewer.row
     facts = [f"{_int(row.get('width'))} × {_int(row.get('height'))} px"]
     facts += [str(row.get("format") or "?"), describe_bytes(float(row.get("bytes") or 0))]
     facts.append(f"added {_date(row.get('created_at'))}")
-    try:
-        shown = _display(viewer.store, row.get("original_key") or "")
-    except Exception:
-        shown = None
     if shown is not None and not shown.original:
         facts.append(f"shown as a {shown.width} × {shown.height} copy")
     flags = [_flag(name, row[name]) for name in _FLAG_FIELDS if _present(row.get(name))]
@@ -326,16 +319,45 @@ def _facts(viewer: _Viewer) -> None:
     )
 
 
-@st.cache_resource(max_entries=12, show_spinner=False)
-def _display_cached(_store: ObjectStore, where: str, key: str) -> DisplayImage:
-    return display_image(_store.get(key))
+class _Displays:
+    """The browser's bytes of recently viewed originals (``core.display``), shared by every session:
+    a few at a time, and the next ones read ahead in one background thread."""
+
+    def __init__(self, size: int = 12) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], DisplayImage] = OrderedDict()
+        self._lock = threading.Lock()
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="vad-viewer-read-ahead")
+
+    def peek(self, store: ObjectStore, key: str) -> DisplayImage | None:
+        with self._lock:
+            return self._items.get((store.describe(), key))
+
+    def get(self, store: ObjectStore, key: str) -> DisplayImage:
+        if not key:
+            raise KeyError("no original is recorded for this image")
+        found = self.peek(store, key)
+        if found is not None:
+            return found
+        image = display_image(store.get(key))
+        with self._lock:
+            self._items[(store.describe(), key)] = image
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return image
+
+    def read_ahead(self, store: ObjectStore, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._reader.submit(self._quietly, store, key)
+
+    def _quietly(self, store: ObjectStore, key: str) -> None:
+        with contextlib.suppress(Exception):  # the viewer says what is wrong when the image is shown
+            self.get(store, key)
 
 
-def _display(store: ObjectStore, key: str) -> DisplayImage:
-    """The browser's bytes for a stored original, cached (a few images: the current and its neighbours)."""
-    if not key:
-        raise KeyError("no original is recorded for this image")
-    return _display_cached(store, store.describe(), key)
+@st.cache_resource(show_spinner=False)
+def _displays() -> _Displays:
+    return _Displays()
 
 
 def _media_url(image: DisplayImage, slot: str) -> str:

@@ -118,6 +118,23 @@ def shown_id(stage) -> str:
     return image_id
 
 
+def step_to(page, name: str) -> None:
+    """Step with the arrow keys to the first image, then forward to the one called ``name``."""
+    from playwright.sync_api import expect
+
+    dialog = page.get_by_role("dialog")
+    count, names = dialog.locator(".vad-viewer-count"), dialog.locator(".vad-viewer-name")
+    total = int(count.inner_text().split("/")[1])
+    for key, done in (("ArrowLeft", lambda: count.inner_text().startswith("1 /")), ("ArrowRight", None)):
+        for _ in range(total):
+            if (done or (lambda: names.inner_text() == name))():
+                break
+            before = count.inner_text()
+            page.keyboard.press(key)
+            expect(count).not_to_have_text(before)
+    expect(names).to_have_text(name)
+
+
 def close(page) -> None:
     from playwright.sync_api import expect
 
@@ -142,13 +159,7 @@ def test_gallery_viewer_steps_zooms_and_closes(page):
     assert second != first
 
     # Step to the large photo: the browser gets its original pixels, and 1 shows them at 1:1.
-    names = page.get_by_role("dialog").locator(".vad-viewer-name")
-    for _ in range(20):
-        if names.inner_text() == LARGE:
-            break
-        page.keyboard.press("ArrowRight")
-        page.wait_for_timeout(300)
-    expect(names).to_have_text(LARGE)
+    step_to(page, LARGE)
     expect(stage).to_have_attribute("data-natural", "2400x1600")
     assert float(stage.get_attribute("data-scale")) < 1, "a 2400 px photo is fitted to the window first"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -164,11 +175,7 @@ def test_gallery_viewer_steps_zooms_and_closes(page):
     page.set_viewport_size({"width": 1440, "height": 900})
 
     # The huge one comes as a display copy, said so under the image.
-    for _ in range(20):
-        if names.inner_text() == "huge.jpg":
-            break
-        page.keyboard.press("ArrowRight")
-        page.wait_for_timeout(300)
+    step_to(page, "huge.jpg")
     expect(dialog.get_by_text("shown as a 4096 ×")).to_be_visible()
     close(page)
 
