@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,23 +97,26 @@ def go(page, name: str) -> None:
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()
     expect(page.get_by_role("heading", name=name, exact=True, level=1)).to_be_visible()
     page.wait_for_load_state("networkidle")
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)  # the page's run is over
 
 
 def open_viewer(page, nth: int = 0):
     """Click the nth thumbnail; wait until the viewer shows its image. Returns the image's stage."""
     from playwright.sync_api import expect
 
-    page.get_by_role("button", name="View image").nth(nth).click()
+    page.get_by_role("button", name="View image").filter(visible=True).nth(nth).click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Image viewer")).to_be_visible()
     stage = dialog.locator(".stage")
-    expect(stage).to_have_attribute("data-loaded", stage.get_attribute("data-image-id") or "", timeout=30_000)
+    shown_id(stage)
     return stage
 
 
 def shown_id(stage) -> str:
+    """The id of the image the viewer shows, once its pixels are on screen."""
     from playwright.sync_api import expect
 
+    expect(stage).to_have_attribute("data-loaded", re.compile(".+"))
     image_id = stage.get_attribute("data-image-id")
     expect(stage).to_have_attribute("data-loaded", image_id)
     return image_id
