@@ -288,6 +288,7 @@ def _picture(viewer: _Viewer) -> DisplayImage | None:
             "preload": preload,
             "name": display_name(str(row.get("filename", ""))),
             "problem": f"The original could not be read: {problem}" if problem else "",
+            "short": viewer.pending is not None,  # room for the confirmation above it
         },
         height="content",
     )

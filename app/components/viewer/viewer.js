@@ -117,6 +117,7 @@ function createView(root) {
 
   function show(data) {
     stage.dataset.imageId = data.id;
+    stage.classList.toggle("short", Boolean(data.short));
     view.preloaded = (data.preload || []).map((url) => {
       const image = new Image();
       image.src = url;
