@@ -108,6 +108,7 @@ def test_delete_key_asks_first_then_deletes_and_moves_on(app_env):
     at.run()
     assert "Delete this image for good?" in texts(at)
     assert "**3** image(s)" in texts(at), "nothing is deleted before the confirmation"
+    assert _shown(at)["short"], "the image makes room for the question"
     at.button(key="vad_viewer_confirm_no").click()
     at.run()
     assert "Delete this image for good?" not in texts(at)
