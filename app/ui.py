@@ -249,6 +249,17 @@ def card_grid(
                     _grid.reset(context)
 
 
+def view_images(ids: Sequence[str], position: int = 0, actions: Sequence[viewer.ViewerAction] = ()) -> None:
+    """Open the viewer on the user's images ``ids`` at ``ids[position]`` (e.g. the Explorer's points;
+    unknown ids are skipped). Call once per click, as ``viewer.open_viewer``."""
+    wanted = list(ids)
+    current = wanted[position] if 0 <= position < len(wanted) else None
+    rows = [row for row in _with_listing([{"id": i} for i in wanted]) if "original_key" in row]
+    known = [row["id"] for row in rows]
+    start = known.index(current) if current in known else 0
+    viewer.open_viewer(rows, start, actions, store=services().store)
+
+
 def _with_listing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The page's rows with the listing's fields they lack (original key, size, date): the page's win."""
     if all("original_key" in row for row in rows):

@@ -161,3 +161,30 @@ def test_an_unreadable_original_is_said_not_crashed(app_env):
     assert not at.exception
     shown = _shown(at)
     assert shown["src"] == "" and "could not be read" in shown["problem"]
+
+
+def _explorer_like_page(ids: list[str]) -> None:
+    """A page that opens the viewer on a list of ids, as the Explorer does for a clicked point."""
+    import streamlit as st
+
+    from app import detail, ui
+
+    if st.button("Open the third"):
+        ui.view_images(ids, 2)
+    detail.render_if_open()
+
+
+def test_view_images_opens_the_viewer_on_ids(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = open_page(signed_in_app(app_env, "zed"), "upload")
+    upload(at, [(f"z{i}.png", png(120 + i)) for i in range(3)])
+    ids = list(ui.image_listing("zed")["id"])
+    page = AppTest.from_function(_explorer_like_page, args=([ids[0], "not-an-image", ids[1], ids[2]],))
+    page.session_state["username"] = "zed"
+    page.run()
+    page.button[0].click()
+    page.run()
+    assert not page.exception
+    assert ">2 / 3<" in _position(page), "the unknown id is left out, the clicked image stays current"
+    assert _shown(page)["id"] == ids[1] and _shown(page)["src"]
