@@ -92,9 +92,8 @@ def open_viewer(
 ) -> None:
     """Show ``rows[position]`` in the viewer, with previous/next through ``rows``.
 
-    Call it once per user gesture (a click). In a fragment rerun the dialog opens at once; in a
-    full run it opens where the page calls ``detail.render_if_open()`` (every page does, last);
-    from inside a dialog, the app reruns to swap dialogs.
+    Call it once per user gesture (a click): the dialog opens in this run, also when only a
+    fragment reruns; from inside a dialog, the app reruns to swap dialogs.
     """
     if not rows:
         return
@@ -104,7 +103,7 @@ def open_viewer(
     )
     if _in_dialog.get():
         st.rerun()
-    if _fragment_rerun():
+    if not _dialog_shown():
         _viewer_dialog()
 
 
@@ -128,8 +127,9 @@ def forget(image_ids: Sequence[str]) -> None:
 
 
 def render_if_open() -> None:
-    """Show the viewer when it is open; for the end of a page's script (full runs)."""
-    if is_open():
+    """Show the viewer when it is open and no dialog is shown yet in this run; for the end of a
+    page's script."""
+    if is_open() and not _dialog_shown():
         _viewer_dialog()
 
 
@@ -143,10 +143,10 @@ def dialog_scope() -> Iterator[None]:
         _in_dialog.reset(token)
 
 
-def _fragment_rerun() -> bool:
-    """Whether this run reruns fragments only, so the page's last lines will not run."""
+def _dialog_shown() -> bool:
+    """Whether a dialog was opened in this run already (Streamlit allows one per run)."""
     ctx = get_script_run_ctx()
-    return bool(ctx and ctx.fragment_ids_this_run)
+    return bool(ctx and ctx.has_dialog_opened)
 
 
 @st.dialog("Image viewer", width="large", on_dismiss=close_viewer)
