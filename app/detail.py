@@ -1,4 +1,5 @@
-"""The image detail dialog: full image, metadata, hashes, similar images and actions."""
+"""The image detail dialog: full image, metadata, hashes, similar images and actions; and the one
+call every page makes last, ``render_if_open``, which shows this dialog or the viewer."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import datetime
 
 import streamlit as st
 
-from app import label_editor, trash_ui, ui
+from app import label_editor, trash_ui, ui, viewer
 from core import gallery
 from core.images import open_rgb
 
-DETAIL_KEY = "detail_id"
+DETAIL_KEY = viewer.DETAIL_KEY
 
 
 def open_detail(image_id: str) -> None:
@@ -24,14 +25,22 @@ def _close() -> None:
 
 
 def render_if_open() -> None:
-    """Call once per page, after the page's content: shows the dialog when an image was opened."""
+    """Call once per page, after the page's content: shows the details dialog when an image was
+    opened, else the viewer when it is open (closing the details returns to the viewer)."""
     image_id = st.session_state.get(DETAIL_KEY)
     if image_id:
         _dialog(image_id)
+    else:
+        viewer.render_if_open()
 
 
 @st.dialog("Image details", width="large", on_dismiss=_close)
 def _dialog(image_id: str) -> None:
+    with viewer.dialog_scope():
+        _details(image_id)
+
+
+def _details(image_id: str) -> None:
     services = ui.services()
     user = ui.scope_user()
     records = services.index.retrieve(user, [image_id])
@@ -74,6 +83,7 @@ def _dialog(image_id: str) -> None:
             st.session_state["search_image_id"] = image_id
             st.session_state["search_mode"] = "Stored image"
             _close()
+            viewer.close_viewer()
             st.switch_page(str(ui.PAGES / "search.py"))
         if actions[0].button(
             "Re-embed", icon=":material/refresh:", width="stretch", help="Recompute the vector from the original"
@@ -90,6 +100,7 @@ def _dialog(image_id: str) -> None:
             if st.button("Move to trash", type="primary", key=f"delete_{image_id}"):
                 with ui.track("delete", page="detail", image_id=image_id):
                     trash_ui.delete(user, [image_id])
+                viewer.forget([image_id])
                 _close()
                 st.rerun()
     st.markdown("##### Most similar images")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from app import ui
+from app import ui, viewer
 from core import gallery
 from core.trash import open_trash
 
@@ -43,3 +43,20 @@ def undo_notice() -> None:
         if right.button("Dismiss", key="trash_undo_dismiss", width="stretch"):
             del st.session_state[UNDO_KEY]
             st.rerun()
+
+
+def delete_action(page: str) -> viewer.ViewerAction:
+    """The viewer's D key: move the image to the trash (asked first; Undo in the sidebar after)."""
+
+    def delete(image_id: str) -> None:
+        with ui.track("delete", page=page, images=1, source="viewer"):
+            delete(ui.scope_user(), [image_id])
+
+    return viewer.ViewerAction(
+        "D",
+        "Move to trash",
+        delete,
+        icon=":material/delete:",
+        confirm="Move this image to the trash? You can undo it from the sidebar.",
+        removes=True,
+    )

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from app import viewer
 from core import gallery, telemetry
 from core.auth import UserStore
 from core.collection import graph_status, rebuild_graph
@@ -205,24 +209,80 @@ def empty_state(
             st.page_link(str(PAGES / link[0]), label=link[1], icon=":material/arrow_forward:")
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The cards being laid out, so a thumbnail click opens the viewer on the grid's list."""
+
+    rows: list[dict[str, Any]]
+    actions: tuple[viewer.ViewerAction, ...]
+    token: str
+    position: int = 0
+
+
+_grid: ContextVar[_Grid | None] = ContextVar("vad_grid", default=None)
+
+
 def card_grid(
-    rows: Sequence[dict[str, Any]], render: Callable[[dict[str, Any], int], None], columns: int = GRID_COLUMNS
+    rows: Sequence[dict[str, Any]],
+    render: Callable[[dict[str, Any], int], None],
+    columns: int = GRID_COLUMNS,
+    actions: Sequence[viewer.ViewerAction] = (),
+    viewer_rows: Sequence[dict[str, Any]] | None = None,
 ) -> None:
-    """Lay out cards in rows of ``columns`` so thumbnails line up."""
+    """Lay out cards in rows of ``columns`` so thumbnails line up. A click on a card's thumbnail
+    (``thumb_card``) opens the viewer on ``viewer_rows`` (default ``rows``; e.g. every filtered
+    image while ``rows`` is one page of them), with the page's review ``actions`` on keys."""
+    rows = list(rows)
+    listed = rows if viewer_rows is None else list(viewer_rows)
+    positions = {r.get("id"): i for i, r in enumerate(listed)}
+    token = hashlib.blake2b("\n".join(str(r.get("id")) for r in listed).encode(), digest_size=4).hexdigest()
     for start in range(0, len(rows), columns):
         cells = st.columns(columns, gap="small")
         for offset, row in enumerate(rows[start : start + columns]):
             with cells[offset]:
-                render(row, start + offset)
+                position = positions.get(row.get("id"))
+                grid = _Grid(listed, tuple(actions), token, position) if position is not None else None
+                context = _grid.set(grid)
+                try:
+                    render(row, start + offset)
+                finally:
+                    _grid.reset(context)
+
+
+def view_images(ids: Sequence[str], position: int = 0, actions: Sequence[viewer.ViewerAction] = ()) -> None:
+    """Open the viewer on the user's images ``ids`` at ``ids[position]`` (e.g. the Explorer's points;
+    unknown ids are skipped). Call once per click, as ``viewer.open_viewer``."""
+    wanted = list(ids)
+    current = wanted[position] if 0 <= position < len(wanted) else None
+    rows = [row for row in _with_listing([{"id": i} for i in wanted]) if "original_key" in row]
+    known = [row["id"] for row in rows]
+    start = known.index(current) if current in known else 0
+    viewer.open_viewer(rows, start, actions, store=services().store)
+
+
+def _with_listing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's rows with the listing's fields they lack (original key, size, date): the page's win."""
+    if all("original_key" in row for row in rows):
+        return rows
+    listing = image_listing(scope_user())
+    known = listing[listing["id"].isin([row.get("id") for row in rows])].set_index("id", drop=False)
+    return [{**(known.loc[row["id"]].to_dict() if row.get("id") in known.index else {}), **row} for row in rows]
 
 
 def thumb_card(row: dict[str, Any], caption: str) -> None:
-    """The thumbnail in a fixed square frame, with a caption under it."""
-    data = thumbnail(row.get("thumbnail_key", ""))
-    if data:
-        st.image(data, width="stretch", output_format="JPEG")
-    else:
-        st.image(missing_image(), width="stretch")
+    """The thumbnail in a fixed square frame, with a caption under it; a click on the thumbnail
+    opens the viewer (on the grid's images inside ``card_grid``, else on this one)."""
+    grid = _grid.get()
+    if grid is None or grid.rows[grid.position].get("id") != row.get("id"):
+        grid = _Grid([row], (), "one")
+    with st.container(key=f"vad_thumb_{grid.token}_{grid.position}_{row.get('id')}", gap=None):
+        data = thumbnail(row.get("thumbnail_key", ""))
+        if data:
+            st.image(data, width="stretch", output_format="JPEG")
+        else:
+            st.image(missing_image(), width="stretch")
+        if st.button("View image", key=f"vad_view_{grid.token}_{grid.position}_{row.get('id')}"):
+            viewer.open_viewer(_with_listing(grid.rows), grid.position, grid.actions, store=services().store)
     st.markdown(
         f"<div class='vad-caption' title='{escape(row.get('filename', ''))}'>{caption}</div>", unsafe_allow_html=True
     )
@@ -234,7 +294,8 @@ def escape(text: str) -> str:
 
 
 def inject_css() -> None:
-    st.markdown(f"<style>{(ASSETS / 'style.css').read_text()}</style>", unsafe_allow_html=True)
+    css = (ASSETS / "style.css").read_text() + (viewer.ASSETS / "cards.css").read_text()
+    st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
 
 
 def clear_thumbnails() -> None:

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import detail, record_filters, ui
+from app.viewer import ViewerAction
 from core.anomalies import METHODS, UNUSUAL, anomaly_report, filter_report
 from core.cache import ResultCache
 from core.quality import CHECKS
@@ -154,5 +155,14 @@ def render(row: dict, _: int) -> None:
         detail.open_detail(row["id"])
 
 
-ui.card_grid(selected.iloc[(number - 1) * PER_PAGE : number * PER_PAGE].to_dict("records"), render)
+VIEWER_ACTIONS = [
+    ViewerAction("A", "Anomaly", lambda image_id: review(image_id, "confirmed"), icon=":material/check:"),
+    ViewerAction("N", "Normal", lambda image_id: review(image_id, "normal"), icon=":material/close:"),
+]
+ui.card_grid(
+    selected.iloc[(number - 1) * PER_PAGE : number * PER_PAGE].to_dict("records"),
+    render,
+    actions=VIEWER_ACTIONS,
+    viewer_rows=selected.to_dict("records"),
+)
 detail.render_if_open()

@@ -160,7 +160,7 @@ for cluster in visible[(number - 1) * PER_PAGE : number * PER_PAGE]:
             if st.button("Open", key=f"dup_open_{cluster_id}_{row['id']}", width="stretch"):
                 detail.open_detail(row["id"])
 
-        ui.card_grid(members, render)
+        ui.card_grid(members, render, actions=[trash_ui.delete_action("duplicates")])
         with st.expander("Pairwise scores"):
             names = {m["id"]: m["filename"] for m in members}
             st.dataframe(

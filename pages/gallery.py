@@ -326,7 +326,7 @@ def view() -> None:
         )
         return
     with st.container(key="gallery-grid"):
-        ui.card_grid(page.rows.to_dict("records"), card)
+        ui.card_grid(page.rows.to_dict("records"), card, actions=[trash_ui.delete_action("gallery")])
     detail.render_if_open()
 
 
