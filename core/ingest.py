@@ -191,11 +191,14 @@ class Ingestor:
         progress: ProgressCallback | None = None,
         stages: StageCallback | None = None,
         on_result: ResultCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[IngestResult]:
         """Ingest ``items`` for ``user``; results come back in the order of ``items``.
 
         ``progress(done, total)`` and ``stages(StageProgress)`` are called after every batch, and
-        each result is handed to ``on_result`` as soon as it is known."""
+        each result is handed to ``on_result`` as soon as it is known. ``should_stop`` is asked
+        after every batch: once it says yes, the files not yet attempted are reported as
+        "not attempted: cancelled" (what was stored stays)."""
         check_user(user)
         self._settle_journals()
         self.stopped = None
@@ -222,6 +225,8 @@ class Ingestor:
                     if ready:
                         self._finish(user, ready, tally.record)
                     tally.notify()
+                    if not self.stopped and should_stop is not None and should_stop():
+                        self._stop(IngestStopped("cancelled"), [])
                     if self.stopped:
                         break  # closing the generator cancels the work queued in the pool
         if self._journal:
