@@ -175,6 +175,16 @@ def import_items(source: str) -> list[IngestItem]:
     return list(items_from_paths([source]))  # as text: an s3:// prefix is no local Path
 
 
+def _labelled_items(paths: Sequence[str], labels: Sequence[str]) -> list[IngestItem]:
+    """The items of ``paths``, each named from its ``label`` (the path as the caller wrote it)."""
+    items = []
+    for path, label in zip(paths, labels, strict=True):
+        for item in items_from_paths([Path(path)]):
+            shown = label + item.path[len(path) :] if item.path.startswith(path) else item.path
+            items.append(dataclasses.replace(item, path=shown))
+    return items
+
+
 def ingest_request_handler(services: Services) -> Callable[[Mapping[str, Any]], tuple[str, JobFunction]]:
     """Builds the job of an ``ingest`` request from ``python -m core ingest`` (core.jobs inbox)."""
 
@@ -185,9 +195,12 @@ def ingest_request_handler(services: Services) -> Callable[[Mapping[str, Any]], 
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise ValueError(f"no such file or folder: {', '.join(missing)}")
+        labels = request.get("labels")
+        if not isinstance(labels, list) or len(labels) != len(paths) or not all(isinstance(x, str) for x in labels):
+            labels = paths
         user = str(request["user"])
         title = f"Ingest of {len(paths)} path(s) from the command line"
-        return title, ingest_job(services, user, lambda: list(items_from_paths([Path(p) for p in paths])))
+        return title, ingest_job(services, user, lambda: _labelled_items(paths, labels))
 
     return handle
 
