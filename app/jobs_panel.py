@@ -34,6 +34,8 @@ STATUS_ICONS = {
     "interrupted": ":material/warning:",
 }
 INGEST_KINDS = ("upload", "import", "ingest")
+#: Seconds the panel stays open after a job ended, so its outcome is seen.
+RECENT_S = 120
 
 
 @st.cache_resource(show_spinner=False)
@@ -67,6 +69,12 @@ def elapsed(job: Job) -> str:
     end = datetime.fromisoformat(job.finished_at) if job.finished_at else datetime.now(UTC)
     seconds = max(0, int((end - datetime.fromisoformat(job.started_at)).total_seconds()))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _seconds_since_end(job: Job) -> float:
+    if not job.finished_at:
+        return float("inf")
+    return (datetime.now(UTC) - datetime.fromisoformat(job.finished_at)).total_seconds()
 
 
 def outcome(job: Job) -> str:
@@ -121,7 +129,8 @@ def _sidebar_jobs(user: str) -> None:
     _notice_finished(jobs)
     active = sum(job.active for job in jobs)
     label = f"Jobs · {active} running" if active else "Jobs"
-    with st.expander(label, expanded=bool(active), icon=":material/work_history:"):
+    recent = any(job.active or _seconds_since_end(job) < RECENT_S for job in jobs)
+    with st.expander(label, expanded=recent, icon=":material/work_history:"):
         for job in jobs:
             show_job(job, cancel_key=f"sidebar_cancel_{job.id}")
         if any(job.kind in INGEST_KINDS and not job.active for job in jobs):

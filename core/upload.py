@@ -132,6 +132,7 @@ def ingest_job(services: Services, user: str, items: Callable[[], Sequence[Inges
         if new_ids and not job.cancelled():
             job.progress(detail="looking for near-duplicates of your earlier images")
             near = near_duplicates_of_new(services, user, new_ids)
+            job.progress(detail="done")
         return {"near": [dataclasses.asdict(n) for n in near]}
 
     return run
