@@ -97,3 +97,34 @@ def test_a_page_waits_for_the_neighbour_graph_with_its_progress(app_env, gate) -
     assert "Computing the neighbour graph" not in texts(at)
     assert "Neighbour graph v1 · 5 images · exact" in texts(at)
     assert {m.label for m in at.main.metric} >= {"Clusters", "Images in clusters"}
+
+
+def test_admins_import_only_from_the_configured_roots(app_env, tmp_path, monkeypatch) -> None:
+    roots = tmp_path / "imports"
+    (roots / "batch").mkdir(parents=True)
+    for i in range(2):
+        (roots / "batch" / f"i{i}.png").write_bytes(png(700 + i))
+    (tmp_path / "private").mkdir()
+    monkeypatch.setenv("VAD_IMPORT_ROOTS", f"{roots}, s3://bucket/imports")
+    at = open_page(signed_in_app(app_env, "root", admin=True), "upload")
+    assert [e.label for e in at.main.expander] == ["Import a folder or S3 prefix"]
+
+    at.text_input(key="import_source").input(str(tmp_path / "private"))
+    button(at, "Import").click()
+    at.run()
+    assert f"{tmp_path / 'private'} is not inside an allowed import location" in texts(at)
+    assert not at.dataframe  # nothing was imported
+
+    at.text_input(key="import_source").input(str(roots / "batch"))
+    button(at, "Import").click()
+    at.run()
+    settle(at)
+    table = at.dataframe[0].value
+    assert {(p.rsplit("/", 1)[-1], s) for p, s in zip(table["path"], table["status"], strict=True)} == {
+        ("i0.png", "stored"),
+        ("i1.png", "stored"),
+    }
+    assert f"Import of {roots / 'batch'}" in texts(at)
+
+    other = open_page(signed_in_app(app_env, "pat"), "upload")
+    assert not other.main.expander  # not for users
