@@ -88,9 +88,9 @@ class Job:
         """One line for people: the step, and how far it got."""
         if self.status == "queued":
             return "waiting for a free worker"
-        parts = [self.detail] if self.detail else []
-        if self.total:
-            parts.append(f"{self.done:,} of {self.total:,}")
+        parts = [f"{self.done:,} of {self.total:,}"] if self.total else []
+        if self.detail:
+            parts.append(self.detail)
         if self.status != "running":
             parts.insert(0, self.status)
         if self.error:

@@ -123,7 +123,7 @@ def ingest_job(services: Services, user: str, items: Callable[[], Sequence[Inges
             job.progress(done)
 
         def stages(stage: StageProgress) -> None:
-            job.progress(detail=f"{stage.read:,} read, {stage.prepared:,} decoded, {stage.done:,} finished")
+            job.progress(detail=f"{stage.read:,} read, {stage.prepared:,} decoded")
 
         results = ingest_items(services, user, listed, stages=stages, on_result=on_result, should_stop=job.cancelled)
         job.progress(len(results), detail="done")
