@@ -49,8 +49,9 @@ class DirectoryLock:
 def lock_holder(directory: Path) -> dict | None:
     """Who holds the lock on ``directory`` ({"pid", "command"}), or None when nobody does.
 
-    Reads what the holder wrote; only when that does not name a live process is the lock itself
-    tried (taken and let go at once), so a process holding it is never disturbed.
+    Reads what the last holder wrote: a process that is gone holds nothing. Only when it names a
+    live process is the lock tried, shared and without waiting (and let go at once), so the
+    holder is never disturbed.
     """
     path = directory / ".lock"
     try:
@@ -67,7 +68,6 @@ def lock_holder(directory: Path) -> dict | None:
             return info
         except OSError:
             return None
-        return None
     return None
 
 
