@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import record_filters, signin, trash_ui, ui  # noqa: E402
+from app import jobs_panel, record_filters, signin, trash_ui, ui  # noqa: E402
 from core import metrics  # noqa: E402
 from core.auth import is_valid_username  # noqa: E402
 
@@ -26,7 +26,7 @@ user = ui.signed_in_user()
 st.session_state["roles"] = store.users.get(user, {}).get("roles") or ["user"]
 
 
-def sidebar() -> None:
+def sidebar() -> st.delta_generator.DeltaGenerator:
     with st.sidebar:
         st.logo(str(ui.ASSETS / "logo.svg"), size="large")
         role = "admin" if ui.is_admin() else "user"
@@ -43,6 +43,7 @@ def sidebar() -> None:
             )
         count = services.index.count(ui.scope_user())
         st.metric("Images", f"{count:,}")
+        jobs_slot = st.container()  # filled once the pages are known (its links need them)
         record_filters.sidebar_filters(ui.scope_user())
         embedder = services.embedder
         with st.expander("Model and storage", icon=":material/memory:"):
@@ -62,9 +63,10 @@ def sidebar() -> None:
         trash_ui.undo_notice()
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             signin.sign_out(store)
+    return jobs_slot
 
 
-sidebar()
+jobs_slot = sidebar()
 pages = {
     "Collection": [
         st.Page(ui.PAGES / "upload.py", title="Upload", icon=":material/upload:"),
@@ -90,5 +92,7 @@ if ui.is_admin():
     pages["Account"].append(st.Page(ui.PAGES / "users.py", title="Users", icon=":material/group:"))
     pages["Account"].append(st.Page(ui.PAGES / "status.py", title="Status", icon=":material/monitor_heart:"))
 page = st.navigation(pages)
+with jobs_slot:
+    jobs_panel.sidebar_panel(ui.scope_user())
 metrics.PAGE_RUNS.labels(page=page.title).inc()
 page.run()

@@ -20,7 +20,7 @@ import streamlit as st
 from app import viewer
 from core import gallery, telemetry
 from core.auth import UserStore
-from core.collection import graph_status, rebuild_graph
+from core.collection import graph_job, graph_status
 from core.images import open_rgb
 from core.logs import adopt_loggers, configure_logging
 from core.metrics import MetricsServerError, start_metrics_server
@@ -151,21 +151,30 @@ def image_listing(user: str) -> pd.DataFrame:
 
 
 def graph_panel(user: str, page: str) -> None:
-    """Which version of the neighbour graph the page shows, with a button to rebuild it."""
+    """The neighbour graph the page reads, brought up to date first, then its version and a button
+    to rebuild it. Building or patching it runs as a background job (one per user): the page
+    shows its progress and stops until it is done (call this before the page's analysis)."""
+    from app import jobs_panel  # imported here: jobs_panel builds on this module
+
     status = graph_status(services(), user)
-    if status is None:
-        return
+    if status is None or status.pending:
+        job = jobs_panel.submit(user, "graph", "Neighbour graph", graph_job(services(), user), key="graph")
+        jobs_panel.wait_for(job, "the neighbour graph")
+        status = graph_status(services(), user)
+        if status is None:
+            return
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.caption(status.describe())
     if right.button(
         "Recompute",
         key=f"{page}_recompute_graph",
         icon=":material/refresh:",
-        type="primary" if status.pending else "secondary",
         help="Build the neighbour graph again from scratch (it is otherwise patched as images come and go)",
     ):
-        with st.spinner("Rebuilding the neighbour graph…"), track("rebuild_graph", page=page, images=status.count):
-            rebuild_graph(services(), user)
+        with track("rebuild_graph", page=page, images=status.count):
+            rebuild = graph_job(services(), user, rebuild=True)
+            job = jobs_panel.submit(user, "graph", "Neighbour graph (full rebuild)", rebuild, key="graph")
+        jobs_panel.wait_for(job, "the neighbour graph")
         bump_data_version(user)
         st.rerun()
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from core.embed import ModelLoadError
 from core.index import VectorIndexError
 from core.logs import configure_logging
-from core.settings import SettingsError, load_settings, mask_url_credentials
+from core.settings import Settings, SettingsError, load_settings, mask_url_credentials
 from core.storage import StorageError, check_user
 from core.telemetry import track
 
@@ -210,25 +210,24 @@ def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.inputs import S3InputError, items_from_inputs, missing_inputs
-    from core.names import display_name
 
     check_user(args.user)
     missing = missing_inputs(args.paths)
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+    settings = load_settings(**overrides)
     try:
-        items = _labelled(list(items_from_inputs(args.paths, load_settings())), args)
+        items = _labelled(list(items_from_inputs(args.paths, settings)), args)  # a bad manifest stops here
     except S3InputError as exc:
         raise UsageError(str(exc)) from None
-    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+    handed = _hand_over_ingest(settings, args)
+    if handed is not None:
+        return handed
     services = _open(**overrides)
 
     def report(result: IngestResult) -> None:
-        """One line per file as soon as its fate is known, so that a killed run leaves its report so far."""
-        if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
-        elif result.status == "rejected":
-            print(f"rejected  {display_name(result.path)}: {result.reason}", flush=True)
+        _print_result(result.to_dict(), args.json)
 
     try:
         with ExitStack() as engine:
@@ -388,6 +387,95 @@ def _occurrences_remove(args: argparse.Namespace) -> int:
     deleted = " and the image (its last occurrence)" if outcome.deleted_images else ""
     print(f"removed {outcome.removed} occurrence(s){deleted}")
     return EXIT_OK
+
+
+def _print_result(row: dict, as_json: bool) -> None:
+    """One line per file as soon as its fate is known, so that a killed run leaves its report so far."""
+    from core.names import display_name
+
+    if as_json:
+        print(json.dumps(row), flush=True)
+    elif row["status"] == "rejected":
+        print(f"rejected  {display_name(row['path'])}: {row['reason']}", flush=True)
+
+
+def _hand_over_ingest(settings: Settings, args: argparse.Namespace) -> int | None:
+    """When a running app holds the embedded index, hand the ingest to its job runner through the
+    data folder and follow it (same lines, summary and exit codes); None when the index is free.
+
+    Decided before the model loads: a holder that takes no jobs is reported at once."""
+    from core.index.lock import lock_holder
+    from core.jobs import runner_pids
+
+    if settings.qdrant_url:
+        return None  # a server index is shared: this process ingests itself
+    holder = lock_holder(settings.data_dir / "index")
+    if holder is None:
+        return None
+    pid, command = holder.get("pid", "?"), holder.get("command") or "unknown command"
+    if pid not in runner_pids(settings.data_dir):
+        raise UsageError(
+            f"the embedded vector index in {settings.data_dir / 'index'} is in use by process {pid} ({command}), "
+            "which takes no jobs. Stop that process, or run against a Qdrant server (VAD_QDRANT_URL) so that "
+            "several processes can share the index."
+        )
+    if args.engine != "local":
+        raise UsageError(f"process {pid} ({command}) holds the embedded index: stop it to ingest with --engine ray")
+    print(f"note: the running app (process {pid}) holds the index; the ingest runs there", file=sys.stderr)
+    return _follow_ingest(settings, args, pid)
+
+
+def _follow_ingest(settings: Settings, args: argparse.Namespace, pid: int) -> int:
+    from tqdm import tqdm
+
+    from core.jobs import follow, request_cancel, request_job
+    from core.s3_source import is_s3_url
+
+    paths = [p if is_s3_url(p) else str(Path(p).resolve()) for p in args.paths]
+    labels = list(args.paths)  # results are named as this process would name them
+    manifest = str(args.manifest.resolve()) if args.manifest is not None else None
+    job_id = request_job(
+        settings.data_dir,
+        "ingest",
+        args.user,
+        paths=paths,
+        labels=labels,
+        layout=args.layout,
+        dataset=args.dataset,
+        manifest=manifest,
+    )
+    counts: Counter[str] = Counter()
+    job = None
+    try:
+        with tqdm(unit="img", desc="ingest", file=sys.stderr, disable=None) as bar:
+            for job, rows in follow(settings.data_dir, args.user, job_id):
+                for row in rows:
+                    counts[row["status"]] += 1
+                    _print_result(row, args.json)
+                if job is not None:
+                    bar.total = job.total
+                    bar.update(job.done - bar.n)
+    except TimeoutError as exc:
+        raise UsageError(f"process {pid} holds the embedded index but did not take the ingest: {exc}") from None
+    except KeyboardInterrupt:
+        request_cancel(settings.data_dir, args.user, job_id)
+        print(f"asked the app to cancel the ingest (job {job_id})", file=sys.stderr)
+        raise
+    assert job is not None
+    if job.status == "failed":
+        raise UsageError(f"the app could not run the ingest: {job.error}")
+    total = sum(counts.values())
+    summary = (
+        f"{total} files: {counts['stored']} stored, {counts['present']} already present, {counts['rejected']} rejected"
+    )
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped (hidden or system files)"
+    if job.status in ("cancelled", "interrupted"):
+        print(f"stopped: the ingest was {job.status} in the app ({job.detail})", file=sys.stderr)
+    print(summary, file=sys.stderr if args.json else sys.stdout)
+    if job.status == "interrupted":
+        return EXIT_REJECTED
+    return EXIT_REJECTED if counts["rejected"] else EXIT_OK
 
 
 def _ingestor(services: Services, args: argparse.Namespace, engine: ExitStack) -> Ingestor:

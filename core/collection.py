@@ -17,6 +17,7 @@ import pandas as pd
 from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
 from core.images import ImageLimits, decode, open_rgb
 from core.index import vector_cache_root
+from core.jobs import JobContext, JobFunction
 from core.quality import STAT_COLUMNS, image_stats, lacks_stats, stats_frame
 from core.services import AnalysisServices, Services
 from core.vectors import Snapshot, cache_of
@@ -122,6 +123,22 @@ def graph_status(services: Services | AnalysisServices, user: str) -> GraphStatu
 def rebuild_graph(services: Services | AnalysisServices, user: str) -> NeighbourGraph:
     """Build the user's graph again from scratch (the pages' "Recompute")."""
     return load_collection(services, user).neighbours(rebuild=True)
+
+
+def graph_job(services: Services | AnalysisServices, user: str, rebuild: bool = False) -> JobFunction:
+    """A background job (core.jobs) that brings the user's graph up to date (or rebuilds it)."""
+
+    def run(job: JobContext) -> dict:
+        job.progress(0, 2, "reading the vectors")
+        collection = load_collection(services, user)
+        job.check()
+        step = "rebuilding the neighbour graph" if rebuild else "updating the neighbour graph"
+        job.progress(1, 2, f"{step} of {len(collection):,} images")
+        graph = collection.neighbours(rebuild=rebuild)
+        job.progress(2, 2, "done")
+        return {"version": graph.version, "images": len(graph)}
+
+    return run
 
 
 def _graphs(services: Services | AnalysisServices) -> GraphStore:

@@ -250,6 +250,10 @@ class GraphStore:
             fresh = stamps > old_seq
             moved = np.where((moved >= 0) & ~fresh[np.maximum(moved, 0)], moved, -1)
             added = np.flatnonzero(fresh | ~pd.Index(ids).isin(old_ids))
+            if not len(added) and np.array_equal(moved, np.arange(len(ids))):
+                # Only payloads changed since (tags, reviews): the same graph, now of this seq.
+                self._write_meta(folder, old_graph, self._meta(folder)["file"], seq, epoch)
+                return old_graph
             changes = old_graph.changed + int((moved < 0).sum()) + len(added)
             if changes <= REBUILD_FRACTION * max(len(ids), 1):
                 graph = update(old_graph, vectors, moved, added)
@@ -294,6 +298,12 @@ class GraphStore:
         name = f"graph-{uuid.uuid4().hex}.npz"
         indices = graph.indices.astype(np.int32 if len(graph) < 2**31 else np.int64)
         np.savez(folder / name, indices=indices, similarities=graph.similarities, ids=np.asarray(ids, dtype=str))
+        self._write_meta(folder, graph, name, seq, epoch)
+        for stale in folder.glob("graph-*.npz"):
+            if stale.name != name:
+                stale.unlink(missing_ok=True)
+
+    def _write_meta(self, folder: Path, graph: NeighbourGraph, name: str, seq: int, epoch: str) -> None:
         meta = {
             "format": FORMAT,
             "file": name,
@@ -309,6 +319,3 @@ class GraphStore:
         tmp = folder / f".meta-{uuid.uuid4().hex}.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, folder / "meta.json")
-        for stale in folder.glob("graph-*.npz"):
-            if stale.name != name:
-                stale.unlink(missing_ok=True)

@@ -196,6 +196,7 @@ class Ingestor:
         stages: StageCallback | None = None,
         on_result: ResultCallback | None = None,
         options: IngestOptions | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[IngestResult]:
         """Ingest ``items`` for ``user``; results come back in the order of ``items``.
 
@@ -203,7 +204,8 @@ class Ingestor:
         each result is handed to ``on_result`` as soon as it is known. ``options`` give the files
         their dataset, split and label (``core.layouts``; a bad manifest raises ManifestError
         before anything is stored). A file with content the user has adds its occurrence to that
-        image."""
+        image. ``should_stop`` is asked after every batch: once it says yes, the files not yet
+        attempted are reported as "not attempted: cancelled" (what was stored stays)."""
         check_user(user)
         items = apply_options(items, options)
         self._occurrences = {}
@@ -232,6 +234,8 @@ class Ingestor:
                     if ready:
                         self._finish(user, ready, tally.record)
                     tally.notify()
+                    if not self.stopped and should_stop is not None and should_stop():
+                        self._stop(IngestStopped("cancelled"), [])
                     if self.stopped:
                         break  # closing the generator cancels the work queued in the pool
         if self._journal:

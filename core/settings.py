@@ -80,6 +80,9 @@ class Settings(BaseModel):
     #: Ray cluster for ``ingest --engine ray`` (``ray://host:10001`` or ``host:6379``); unset: a local one.
     ray_address: str | None = None
     phash_threshold: int = Field(8, ge=0, le=64)
+    #: Where admins may import from on the Upload page: absolute folders and s3:// prefixes
+    #: (comma-separated in VAD_IMPORT_ROOTS); empty: imports are off.
+    import_roots: tuple[str, ...] = ()
     min_free_mb: float = Field(256.0, ge=0)
     #: Days deleted images stay in the trash (restorable) before they are removed for good.
     trash_days: float = Field(7.0, ge=0, le=3650)
@@ -116,6 +119,16 @@ class Settings(BaseModel):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("import_roots", mode="before")
+    @classmethod
+    def _split_import_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for root in value if isinstance(value, list | tuple) else []:
+            if not (str(root).startswith("s3://") or Path(str(root)).is_absolute()):
+                raise ValueError(f"each entry must be an absolute folder or an s3:// prefix, got {root!r}")
+        return value
 
     @field_validator("qdrant_url")
     @classmethod
@@ -227,6 +240,8 @@ class Settings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********"
+            elif isinstance(value, tuple):
+                value = ", ".join(value)
             shown[f"{ENV_PREFIX}{name.upper()}"] = "" if value is None else mask_url_credentials(str(value))
         return shown
 

@@ -56,9 +56,9 @@ show = st.pills(
     key="anom_show",
 )
 
+ui.graph_panel(user, "anomalies")  # before the analysis: the graph is brought up to date in a background job
 report = _report(id(services), user, ui.data_version(user), count, method, int(k))
 threshold = float(report["anomaly_threshold"].iloc[0])
-ui.graph_panel(user, "anomalies")
 
 left, right = st.columns([3, 2], gap="large")
 with left:

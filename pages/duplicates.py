@@ -71,6 +71,7 @@ if not levels:
     st.info("Choose at least one level.", icon=":material/info:")
     st.stop()
 
+ui.graph_panel(user, "duplicates")  # before the analysis: the graph is brought up to date in a background job
 clusters = _clusters(
     id(services), user, ui.data_version(user), count, tuple(sorted(levels, key=LEVELS.index)), near, round(semantic, 3)
 )
@@ -83,7 +84,6 @@ if sort == "Similarity":
 images = ui.image_listing(user)
 rows = images.set_index("id").to_dict("index")
 redundant = sum(len(c.to_delete) for c in visible)
-ui.graph_panel(user, "duplicates")
 metrics = st.columns(4)
 metrics[0].metric("Clusters", f"{len(visible):,}")
 metrics[1].metric("Images in clusters", f"{sum(len(c.members) for c in visible):,}")

@@ -90,12 +90,12 @@ opacity = top[3].slider("Opacity", 0.1, 1.0, 0.8, 0.05, key="exp_opacity")
 params = ProjectionParams(
     dims=dims, n_neighbors=n_neighbors, min_dist=min_dist, seed=int(seed), max_points=int(max_points)
 )
+ui.graph_panel(user, "explorer")  # before the projection: the graph is brought up to date in a background job
 version = ui.data_version(user)
 shown = min(count, params.max_points)
 with st.status(f"Projecting {shown:,} images and scoring them (once; then cached)…", expanded=False) as status:
     data = _data(id(services), user, version, count, params, color)
     status.update(label=f"Projected {len(data):,} images", state="complete")
-ui.graph_panel(user, "explorer")
 if data.attrs.get("total", len(data)) > len(data):
     st.info(
         f"Showing a stratified sample of {len(data):,} of {data.attrs['total']:,} images (set the limit in "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.auth import UserStore
+from core.jobs import JobFiles
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = str(ROOT / "app" / "main.py")
@@ -65,6 +68,25 @@ def signed_in_app(data_dir: Path, name: str, admin: bool = False) -> AppTest:
 def open_page(at: AppTest, page: str) -> AppTest:
     at.switch_page(f"../pages/{page}.py")
     at.run()
+    return settle(at)
+
+
+def active_jobs(at: AppTest) -> list:
+    """The background jobs (core.jobs) of the signed-in user and the user in scope still running."""
+    files = JobFiles(Path(os.environ.get("VAD_DATA_DIR", "data")))
+    users = {at.session_state[key] for key in ("username", "scope_user") if key in at.session_state}
+    return [job for user in users if user for job in files.list(user) if job.active]
+
+
+def settle(at: AppTest, timeout: float = 180) -> AppTest:
+    """Rerun until the user's background jobs (uploads, the neighbour graph) are over, so the page
+    shows their outcome, as the auto-refresh does in a browser."""
+    deadline = time.monotonic() + timeout
+    while active_jobs(at):
+        assert time.monotonic() < deadline, f"background jobs still running after {timeout} s"
+        time.sleep(0.2)
+        if not active_jobs(at):
+            at.run()  # shows the outcome; may start the next job (the graph, after an upload)
     return at
 
 
@@ -73,7 +95,7 @@ def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     at.file_uploader(key="uploads").set_value([(name, data, "application/octet-stream") for name, data in files])
     next(b for b in at.button if b.label == "Add to collection").click()
     at.run()
-    return at
+    return settle(at)
 
 
 def button(at: AppTest, label: str, key: str | None = None):

@@ -44,3 +44,40 @@ class DirectoryLock:
         if not self._handle.closed:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
+
+
+def lock_holder(directory: Path) -> dict | None:
+    """Who holds the lock on ``directory`` ({"pid", "command"}), or None when nobody does.
+
+    Reads what the last holder wrote: a process that is gone holds nothing. Only when it names a
+    live process is the lock tried, shared and without waiting (and let go at once), so the
+    holder is never disturbed.
+    """
+    path = directory / ".lock"
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        info = {}
+    if _alive(info.get("pid")) and info.get("pid") != os.getpid():
+        try:
+            with path.open("a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return info
+        except OSError:
+            return None
+    return None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
