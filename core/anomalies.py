@@ -86,7 +86,10 @@ class MultiScaleKnn(AnomalyMethod):
     SMALLEST = 5
     STEP = 1.5
     FRACTION = 0.5
-    CANDIDATE_FENCE = 0.25  # images above Q3 + 0.25 IQR join a flagged group they are linked to
+    # An image above Q3 + 0.5 IQR joins the flagged images it is linked to when their mean score is
+    # above Q3 + 1 IQR (bench/anomalies_quality.py: planted groups and scattered outliers alike).
+    CANDIDATE_FENCE = 0.5
+    GROUP_FENCE = 1.0
 
     def neighbours(self, k: int) -> int:
         return GRAPH_K
@@ -113,7 +116,8 @@ class MultiScaleKnn(AnomalyMethod):
         if graph is None or not flagged.any():
             return flagged, threshold
         q1, q3 = np.percentile(scores, [25, 75])
-        return grow_flags(flagged, scores > q3 + self.CANDIDATE_FENCE * (q3 - q1), graph), threshold
+        candidates = scores > q3 + self.CANDIDATE_FENCE * (q3 - q1)
+        return grow_flags(flagged, candidates, scores, q3 + self.GROUP_FENCE * (q3 - q1), graph), threshold
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:

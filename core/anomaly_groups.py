@@ -1,13 +1,14 @@
 """Rare groups: flagged images that resemble each other more than they resemble the rest.
 
-Built on the collection's shared neighbour graph (``core.graph``): two images are linked when each
-is among the other's ``LINK_K`` nearest (mutual neighbours). Used twice:
+Built on the collection's shared neighbour graph (``core.graph``). Used twice:
 
-- ``grow_flags``: a flag spreads from an image above the fence to the near-flagged images it is
-  linked to, so a small group of similar outliers (whose nearest neighbours are each other) is
-  flagged as a whole instead of only its most isolated member;
-- ``group_numbers`` / ``rare_groups``: linked flagged images form the groups the Anomalies page and
-  ``python -m core anomalies --groups`` list, with their distance to the rest and a short label.
+- ``grow_flags``: over mutual neighbours (each among the other's ``LINK_K`` nearest), a flag
+  spreads from an image above the fence to the near-flagged images it is linked to when they are
+  unusual on average, so a small group of similar outliers (whose nearest neighbours are each
+  other) is flagged as a whole instead of only its most isolated members;
+- ``group_numbers`` / ``rare_groups``: closely linked flagged images (``close_links``) form the
+  groups the Anomalies page and ``python -m core anomalies --groups`` list, with their distance to
+  the rest and a short label.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from scipy.sparse.csgraph import connected_components
 
 from core.graph import NeighbourGraph
 
-LINK_K = 15  # mutual neighbours among the 15 nearest link two images (bench/anomalies_quality.py)
+# Flags spread between mutual neighbours among the 15 nearest; listed groups link an image to its 8
+# nearest when they are as close as 90 % of the collection's images are to their 8th nearest (fewer
+# single outliers chained into a group; bench/anomalies_quality.py).
+LINK_K = 15
+GROUP_K = 8
+CLOSE_PERCENTILE = 90
 GROUP_COLUMNS = ["group", "size", "label", "distance", "score", "ids", "filenames", "thumbnail_keys", "reviews"]
 
 
@@ -46,17 +52,47 @@ def _components(graph: NeighbourGraph, members: np.ndarray, k: int) -> np.ndarra
     return labels
 
 
-def grow_flags(flagged: np.ndarray, candidates: np.ndarray, graph: NeighbourGraph, k: int = LINK_K) -> np.ndarray:
-    """``flagged`` plus every candidate linked (through candidates) to a flagged image."""
+def grow_flags(
+    flagged: np.ndarray,
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    group_floor: float,
+    graph: NeighbourGraph,
+    k: int = LINK_K,
+) -> np.ndarray:
+    """``flagged`` plus the candidates linked (through candidates) to a flagged image, when the
+    linked images' mean score is above ``group_floor``."""
     reachable = candidates | flagged
     labels = _components(graph, reachable, k)
-    return reachable & np.isin(labels, np.unique(labels[flagged]))
+    grown = flagged.copy()
+    for label in np.unique(labels[flagged]):
+        members = reachable & (labels == label)
+        if members.sum() > 1 and scores[members].mean() > group_floor:
+            grown |= members
+    return grown
 
 
-def group_numbers(flagged: np.ndarray, scores: np.ndarray, graph: NeighbourGraph, k: int = LINK_K) -> np.ndarray:
-    """Group 1, 2, ... (highest mean score first) of each flagged image linked to another flagged
-    one; 0 for single outliers and unflagged images."""
-    labels = _components(graph, flagged, k)
+def close_links(graph: NeighbourGraph, members: np.ndarray, k: int = GROUP_K) -> csr_matrix:
+    """Links between ``members`` where one is among the other's ``k`` nearest and they are as close
+    as ordinary neighbours are (within the ``CLOSE_PERCENTILE`` of the collection's distances to
+    the ``k``-th nearest): a far image is not chained to a group just because everything is far."""
+    n = len(graph)
+    k = min(k, graph.k)
+    indices, similarities = graph.first(k)
+    distances = 1.0 - similarities
+    valid = indices >= 0
+    kth = distances[:, k - 1][valid[:, k - 1]]
+    close = np.percentile(kth, CLOSE_PERCENTILE) if len(kth) else np.inf
+    rows = np.repeat(np.arange(n), k)[valid.ravel()]
+    columns = indices[valid]
+    keep = members[rows] & members[columns] & (distances[valid] <= close)
+    return coo_matrix((np.ones(int(keep.sum()), np.int8), (rows[keep], columns[keep])), shape=(n, n)).tocsr()
+
+
+def group_numbers(flagged: np.ndarray, scores: np.ndarray, graph: NeighbourGraph, k: int = GROUP_K) -> np.ndarray:
+    """Group 1, 2, ... (highest mean score first) of each flagged image closely linked to another
+    flagged one (``close_links``); 0 for single outliers and unflagged images."""
+    _, labels = connected_components(close_links(graph, flagged, k), directed=False)
     numbers = np.zeros(len(flagged), dtype=np.int64)
     found = pd.DataFrame({"label": labels[flagged], "score": scores[flagged]}).groupby("label")["score"]
     sizes, means = found.size(), found.mean()

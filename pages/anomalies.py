@@ -241,7 +241,8 @@ def quality_part() -> None:
     rows = quality_problems(report, check)
     spec = CHECKS[check]
     st.caption(
-        f"{spec.label}: score under {spec.threshold:g} (0 = worst, 1 = fine) · {len(rows):,} image(s), worst first"
+        f"{spec.label}: flagged under a score of {spec.threshold:g} (0 = worst, 1 = fine) · "
+        f"{len(rows):,} image(s), worst first"
     )
     if rows.empty:
         st.markdown(f"No image is flagged as {spec.label.lower()}.")
