@@ -162,8 +162,8 @@ def group_card(group: dict) -> None:
 
 
 @st.fragment
-def unlike_the_rest() -> None:
-    controls = st.columns([3, 1, 2], vertical_alignment="bottom")
+def unlike_the_rest(include_reviewed: bool) -> None:
+    controls = st.columns([3, 1], vertical_alignment="bottom")
     method = controls[0].selectbox(
         "Method",
         list(METHODS),
@@ -175,7 +175,6 @@ def unlike_the_rest() -> None:
     k = controls[1].number_input(
         "k neighbours", 2, 50, DEFAULT_K, key="anom_k", disabled=not chosen.uses_k, help="for k-NN distance and LOF"
     )
-    include_reviewed = controls[2].toggle("Include reviewed images", value=True, key="anom_reviewed")
     if chosen.warning:
         st.warning(chosen.warning, icon=":material/warning:")
 
@@ -225,7 +224,7 @@ def unlike_the_rest() -> None:
 
 
 @st.fragment
-def quality_part() -> None:
+def quality_part(include_reviewed: bool) -> None:
     report = current_report()
     counts = check_counts(report)
     check = st.pills(
@@ -239,6 +238,8 @@ def quality_part() -> None:
         st.markdown("Choose a check to see the images it flags, worst first.")
         return
     rows = quality_problems(report, check)
+    if not include_reviewed:
+        rows = rows[rows["review"] == ""]
     spec = CHECKS[check]
     st.caption(
         f"{spec.label}: flagged under a score of {spec.threshold:g} (0 = worst, 1 = fine) · "
@@ -274,14 +275,15 @@ if count < 3:
     )
     st.stop()
 
-head = st.columns([4, 1, 1], vertical_alignment="center")
+head = st.columns([3, 1, 1, 1], vertical_alignment="center")
 with head[0]:
     ui.graph_panel(user, "anomalies")
+include_reviewed = head[1].toggle("Show reviewed", value=True, key="anom_reviewed", help="Include reviewed images")
 export = current_report().drop(columns=["thumbnail_key"])
-head[1].download_button(
+head[2].download_button(
     "CSV", export.to_csv(index=False), "anomalies.csv", "text/csv", icon=":material/download:", width="stretch"
 )
-head[2].download_button(
+head[3].download_button(
     "JSON",
     export.to_json(orient="records", indent=2),
     "anomalies.json",
@@ -292,7 +294,7 @@ head[2].download_button(
 
 unusual, quality = st.tabs([":material/scatter_plot: Unlike the rest", ":material/tune: Quality problems"])
 with unusual:
-    unlike_the_rest()
+    unlike_the_rest(include_reviewed)
 with quality:
-    quality_part()
+    quality_part(include_reviewed)
 detail.render_if_open()
