@@ -87,9 +87,9 @@ class MultiScaleKnn(AnomalyMethod):
     STEP = 1.5
     FRACTION = 0.5
     # An image above Q3 + 0.5 IQR joins the flagged images it is linked to when their mean score is
-    # above Q3 + 1 IQR (bench/anomalies_quality.py: planted groups and scattered outliers alike).
+    # above Q3 + 0.75 IQR (bench/anomalies_quality.py: planted groups and scattered outliers alike).
     CANDIDATE_FENCE = 0.5
-    GROUP_FENCE = 1.0
+    GROUP_FENCE = 0.75
 
     def neighbours(self, k: int) -> int:
         return GRAPH_K
@@ -210,7 +210,7 @@ def detect_anomalies(
         scores, threshold = np.zeros(len(images)), np.inf
         flagged, groups, distances = np.zeros(len(images), bool), np.zeros(len(images), int), np.zeros(len(images))
     frame["anomaly_score"] = np.round(scores, 5)
-    frame["anomaly_threshold"] = threshold
+    frame["anomaly_threshold"] = round(threshold, 4) if np.isfinite(threshold) else threshold
     frame["is_anomaly"] = flagged
     frame["group"] = groups
     frame["distance_to_rest"] = np.round(distances, 4)

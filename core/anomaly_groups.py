@@ -127,6 +127,9 @@ def short_label(filenames: list[str], tag_lists: list[list[str]]) -> str:
     if not stems:
         return f"{len(filenames)} images"
     stem, count = stems.most_common(1)[0]
+    if count == 1:  # no shared name: the first two say more than "1 of n"
+        first = list(stems)[:2]
+        return ", ".join(f"“{name}”" for name in first) + (", …" if len(stems) > 2 else "")
     return f"“{stem}” ({count} of {len(filenames)})"
 
 

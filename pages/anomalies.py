@@ -65,6 +65,11 @@ def review_buttons(image_id: str, prefix: str) -> None:
         st.rerun()  # the dialog is drawn by the whole page, not by this part
 
 
+def wrapped(caption: str) -> str:
+    """A card caption that wraps instead of being cut off."""
+    return f"<span class='vad-wrap'>{caption}</span>"
+
+
 def review_note(status: str) -> str:
     return {"confirmed": " · ✔ confirmed", "normal": " · marked normal"}.get(status, "")
 
@@ -119,9 +124,8 @@ def group_card(group: dict) -> None:
         cells = st.columns(GROUP_THUMBS, gap="small")
         for cell, (image_id, name, key, note) in zip(cells, shown[:GROUP_THUMBS], strict=False):
             with cell:
-                ui.thumb_card(
-                    {"id": image_id, "filename": name, "thumbnail_key": key}, ui.escape(name) + review_note(note)
-                )
+                card = {"id": image_id, "filename": name, "thumbnail_key": key}
+                ui.thumb_card(card, wrapped(ui.escape(name) + review_note(note)))
         if len(ids) > GROUP_THUMBS:
             st.caption(f"and {len(ids) - GROUP_THUMBS} more: " + ", ".join(group["filenames"][GROUP_THUMBS:]))
         actions = st.columns([1, 1, 1, 1], gap="small")
@@ -212,8 +216,10 @@ def unlike_the_rest(include_reviewed: bool) -> None:
     def render(row: dict, _: int) -> None:
         ui.thumb_card(
             row,
-            f"<span class='vad-score'>{row['anomaly_score']:.2f}</span> {ui.escape(row['filename'])}"
-            f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}",
+            wrapped(
+                f"<span class='vad-score'>{row['anomaly_score']:.2f}</span> {ui.escape(row['filename'])}"
+                f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}"
+            ),
         )
         review_buttons(row["id"], "anom")
 
@@ -253,8 +259,10 @@ def quality_part(include_reviewed: bool) -> None:
     def render(row: dict, _: int) -> None:
         ui.thumb_card(
             row,
-            f"<span class='vad-score'>{row[f'{check}_score']:.2f}</span> {ui.escape(row['filename'])}"
-            f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}",
+            wrapped(
+                f"<span class='vad-score'>{row[f'{check}_score']:.2f}</span> {ui.escape(row['filename'])}"
+                f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}"
+            ),
         )
         review_buttons(row["id"], "anomq")
 
@@ -275,15 +283,14 @@ if count < 3:
     )
     st.stop()
 
-head = st.columns([3, 1, 1, 1], vertical_alignment="center")
-with head[0]:
-    ui.graph_panel(user, "anomalies")
-include_reviewed = head[1].toggle("Show reviewed", value=True, key="anom_reviewed", help="Include reviewed images")
+ui.graph_panel(user, "anomalies")
+head = st.columns([4, 1, 1], vertical_alignment="center")
+include_reviewed = head[0].toggle("Show reviewed images", value=True, key="anom_reviewed")
 export = current_report().drop(columns=["thumbnail_key"])
-head[2].download_button(
+head[1].download_button(
     "CSV", export.to_csv(index=False), "anomalies.csv", "text/csv", icon=":material/download:", width="stretch"
 )
-head[3].download_button(
+head[2].download_button(
     "JSON",
     export.to_json(orient="records", indent=2),
     "anomalies.json",

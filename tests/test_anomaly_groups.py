@@ -93,6 +93,7 @@ def test_short_label_prefers_tags_then_file_name_stems() -> None:
     assert short_label(names, [["logos"], ["logos", "logos"], []]) == "tag “logos” (2 of 3)"
     assert short_label(["n01440764_tench.JPEG", "n01443537_tench.JPEG"], [[], []]) == "“tench” (2 of 2)"
     assert short_label(["0001.png", "0002.png"], [[], []]) == "2 images"
+    assert short_label(["goldfinch.jpg", "robin.jpg", "junco.jpg"], [[], [], []]) == "“goldfinch”, “robin”, …"
 
 
 def test_identical_images_form_no_group_and_score_equal() -> None:
