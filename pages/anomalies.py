@@ -152,7 +152,7 @@ def group_card(group: dict) -> None:
                     gallery.add_tags(services, user, ids, gallery.normalise_tags(text))
                 ui.bump_data_version()
                 st.toast(f"Tagged {len(ids)} image(s)")
-                st.rerun(scope="fragment")
+                st.rerun()  # the label may change: the tag is the most common one
         with actions[3].popover("Delete group", icon=":material/delete:", width="stretch"):
             confirm = st.checkbox(f"Yes, delete these {len(ids)} images", key=f"anom_group_delete_ok_{number}")
             if st.button(

@@ -191,7 +191,12 @@ def test_page_parts_match_the_cli_and_review_a_group(app_data: Path) -> None:
     at.run()
     assert "\n".join(m.value for m in at.tabs[1].markdown).count("· marked normal") == 1
 
-    # a group is reviewed as a whole
+    # a group is tagged and reviewed as a whole
+    at.text_input(key="anom_group_tags_1").input("stripy")
+    at.button(key="anom_group_tag_1").click()
+    at.run()
+    assert not at.exception
+    assert "· tag “stripy” (5 of 5) ·" in "\n".join(m.value for m in at.tabs[0].markdown), "the label is the tag now"
     at.button(key="anom_group_confirm_1").click()
     at.run()
     assert not at.exception
