@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from apptest_helpers import open_page, signed_in_app, texts
-from helpers import encode, ingest_files, synthetic_collection, textured, tiny_services
+from helpers import encode, synthetic_collection, textured
 from PIL import Image
 from test_cli import run_cli
 
-from core.anomalies import DEFAULT_METHOD, METHODS, MultiScaleKnn, anomaly_report, detect_anomalies
+from core.anomalies import DEFAULT_METHOD, METHODS, MultiScaleKnn, detect_anomalies
 from core.anomaly_groups import rare_groups, short_label
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -125,18 +125,6 @@ def collection_files() -> dict[str, bytes]:
 STRIPES = {f"stripes-{i}.png" for i in range(5)}
 
 
-def test_real_images_group_and_single_through_services(tmp_path: Path) -> None:
-    with tiny_services(tmp_path / "data") as services:
-        ingest_files(services, "alice", collection_files())
-        report = anomaly_report(services, "alice")
-    flagged = set(report.loc[report["is_anomaly"], "filename"])
-    assert STRIPES | {"red.png"} <= flagged
-    groups = rare_groups(report)
-    assert [set(g) for g in groups["filenames"]] == [STRIPES]
-    assert groups.iloc[0]["label"] == "“stripes” (5 of 5)"
-    assert report.set_index("filename").loc["red.png", "group"] == 0
-
-
 @pytest.fixture
 def app_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A collection ingested by the CLI; the app (AppTest) then opens the same data folder."""
@@ -153,6 +141,7 @@ def app_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_page_parts_match_the_cli_and_review_a_group(app_data: Path) -> None:
+    """Real images: a group of five striped images and one red image among 30 textured photos."""
     as_json = run_cli("anomalies", "--user", "gwen", "--groups", data_dir=app_data)
     as_csv = run_cli("anomalies", "--user", "gwen", "--groups", "--format", "csv", data_dir=app_data)
     checks = run_cli("anomalies", "--user", "gwen", "--checks", data_dir=app_data)
@@ -161,7 +150,11 @@ def test_page_parts_match_the_cli_and_review_a_group(app_data: Path) -> None:
     assert [set(g["filenames"]) for g in groups] == [STRIPES]
     assert {"group", "size", "label", "distance", "score", "ids", "reviews"} <= groups[0].keys()
     assert as_csv.stdout.splitlines()[0].startswith("group,size,label,distance,score,ids")
-    grey = sorted((r for r in json.loads(checks.stdout) if r["is_grayscale_issue"]), key=lambda r: r["grayscale_score"])
+    report = {r["filename"]: r for r in json.loads(checks.stdout)}
+    assert {name for name, r in report.items() if r["is_anomaly"]} >= STRIPES | {"red.png"}
+    assert report["red.png"]["group"] == 0 and report["red.png"]["reasons"].startswith("unlike the rest of")
+    assert groups[0]["label"] == "“stripes” (5 of 5)"
+    grey = sorted((r for r in report.values() if r["is_grayscale_issue"]), key=lambda r: r["grayscale_score"])
     assert {r["filename"] for r in grey} == STRIPES
 
     at = open_page(signed_in_app(app_data, "gwen"), "anomalies")
