@@ -64,11 +64,12 @@ def grow_flags(
     linked images' mean score is above ``group_floor``."""
     reachable = candidates | flagged
     labels = _components(graph, reachable, k)
+    rows = np.flatnonzero(reachable)  # one pass over the components (a million images: thousands)
+    parts = pd.DataFrame({"label": labels[rows], "score": scores[rows], "seed": flagged[rows]}).groupby("label")
+    stats = parts.agg(size=("score", "size"), mean=("score", "mean"), seeded=("seed", "any"))
+    spreading = stats.index[(stats["size"] > 1) & stats["seeded"] & (stats["mean"] > group_floor)]
     grown = flagged.copy()
-    for label in np.unique(labels[flagged]):
-        members = reachable & (labels == label)
-        if members.sum() > 1 and scores[members].mean() > group_floor:
-            grown |= members
+    grown[rows[np.isin(labels[rows], spreading)]] = True
     return grown
 
 
@@ -97,8 +98,8 @@ def group_numbers(flagged: np.ndarray, scores: np.ndarray, graph: NeighbourGraph
     found = pd.DataFrame({"label": labels[flagged], "score": scores[flagged]}).groupby("label")["score"]
     sizes, means = found.size(), found.mean()
     ranked = means[sizes >= 2].sort_values(ascending=False, kind="stable").index
-    for number, label in enumerate(ranked, start=1):
-        numbers[flagged & (labels == label)] = number
+    number_of = pd.Series(np.arange(1, len(ranked) + 1), index=ranked)
+    numbers[flagged] = pd.Series(labels[flagged]).map(number_of).fillna(0).to_numpy(dtype=np.int64)
     return numbers
 
 
