@@ -1,11 +1,22 @@
-"""Anomaly quality on real photos: AUROC and precision at the number of outliers, per method.
+"""Anomaly quality on real photos: AUROC, precision at the number of outliers and the flagged set.
 
-    python -m bench.anomalies_quality [../shared/datasets/imagenet-sample] [--groups dog vehicle bird device container]
-        [--draws 10] [--rate 0.03] [--k 10] [--model efficientnet-lite0]
+    python -m bench.anomalies_quality [../shared/datasets/imagenet-sample] [--inliers dog mammal bird]
+        [--planted-draws 8] [--groups dog vehicle bird device container] [--draws 10] [--rate 0.03] [--k 10]
+        [--model efficientnet-lite0] [--skip-rate]
 
-For each coarse group of labels.csv the inliers are all photos of that group and the outliers
-about ``--rate`` of that count, drawn from photos outside the group (``--draws`` fixed seeds,
-averaged: a group of 67 photos gets only 2 outliers, so one draw is noisy). Vectors are
+Planted cases (issue 13), per inlier group of ``--inliers`` and draw (seed): the group's photos plus
+
+- grouped outliers: 8-15 photos of one other group (sharing no photo with the inliers);
+- scattered outliers: one photo from each of 4-8 other groups;
+
+scored by every method at its defaults and flagged as the app flags them (``method.flag``), on the
+collection's neighbour graph (``core.graph.build``, as ``Collection.neighbours`` builds it).
+Recall / precision: of the flagged set against the planted outliers.
+
+Rate cases (``--skip-rate`` leaves them out): for each coarse group of labels.csv the inliers are
+all photos of that group and the outliers about ``--rate`` of that count, drawn from photos outside
+the group (``--draws`` fixed seeds, averaged: a group of 67 photos gets only 2 outliers, so one
+draw is noisy). Vectors are
 EfficientNet-Lite0 features (or ``--model``'s) of the same working copies the ingest pipeline
 embeds, cached in a temporary .npy file. The Tukey-fence columns show what the app flags
 (``core.anomalies.tukey_threshold``).
@@ -27,11 +38,16 @@ from bench.common import timer
 from bench.tables import table
 from core.anomalies import METHODS, tukey_threshold
 from core.embed import load_embedder
+from core.graph import GRAPH_K, build
 from core.images import decode
 
 DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_DATASET = Path("../shared/datasets/imagenet-sample")
 METHOD_NAMES = ("knn", "lof", "iforest")
+PLANTED_METHODS = ("multiscale", "knn", "lof", "iforest")
+GROUP_SIZES = (8, 15)  # grouped outliers: 8 to 15 photos of one other group
+SCATTERED = (4, 8)  # scattered outliers: one photo from each of 4 to 8 other groups
+MIN_GROUP = 8  # an outlier group needs at least this many photos outside the inliers
 
 
 @dataclass
@@ -167,9 +183,105 @@ def mean_table(results: list[Result]) -> str:
     return table(["method", "mean AUROC", "mean P@outliers", "outliers flagged (Tukey fence)"], rows)
 
 
+@dataclass
+class Planted:
+    """One planted case: rows of the photos, 1/0 outlier labels, and what was planted."""
+
+    case: str  # "grouped" or "scattered"
+    inliers: str
+    outliers: str
+    rows: np.ndarray
+    labels: np.ndarray
+
+
+def plant(photos: list[Photo], inliers: str, seed: int) -> list[Planted]:
+    """The grouped and the scattered case of one draw."""
+    rng = np.random.default_rng(seed)
+    inside = [i for i, p in enumerate(photos) if inliers in p.groups]
+    taken = set(inside)
+    others = sorted({g for p in photos for g in p.groups} - {inliers})
+    disjoint = [g for g in others if not any(g in photos[i].groups for i in inside)]
+
+    def pool(group: str) -> list[int]:
+        return [i for i, p in enumerate(photos) if group in p.groups and i not in taken]
+
+    candidates = [g for g in disjoint if len(pool(g)) >= MIN_GROUP]
+    group = candidates[rng.integers(len(candidates))]
+    size = min(int(rng.integers(GROUP_SIZES[0], GROUP_SIZES[1] + 1)), len(pool(group)))
+    grouped = rng.choice(pool(group), size=size, replace=False)
+    chosen = rng.choice(
+        disjoint, size=min(int(rng.integers(SCATTERED[0], SCATTERED[1] + 1)), len(disjoint)), replace=False
+    )
+    scattered: list[int] = []
+    for name in chosen:
+        left = [i for i in pool(name) if i not in scattered]
+        if left:
+            scattered.append(int(rng.choice(left)))
+
+    def case(kind: str, outliers: list[int] | np.ndarray, what: str) -> Planted:
+        rows = np.concatenate([inside, outliers]).astype(int)
+        return Planted(kind, inliers, what, rows, np.r_[np.zeros(len(inside), int), np.ones(len(outliers), int)])
+
+    return [case("grouped", grouped, f"{size} {group}"), case("scattered", scattered, ", ".join(chosen))]
+
+
+def evaluate_planted(vectors: np.ndarray, labels: np.ndarray, method: str) -> dict[str, float]:
+    """AUROC, P@outliers, and recall / precision / size of the flagged set at the method's defaults."""
+    graph = build(vectors, GRAPH_K)
+    chosen = METHODS[method]
+    scores = chosen.scores(vectors, 10, graph)
+    flagged, _ = chosen.flag(scores, graph)
+    count = int(labels.sum())
+    top = np.argsort(-scores, kind="stable")[:count]
+    return {
+        "auroc": float(roc_auc_score(labels, scores)),
+        "p_at_n": float(labels[top].mean()),
+        "recall": float(flagged[labels == 1].mean()),
+        "precision": float(labels[flagged].mean()) if flagged.any() else 0.0,
+        "flagged": float(flagged.sum()),
+    }
+
+
+def planted_tables(photos: list[Photo], vectors: np.ndarray, args: argparse.Namespace) -> str:
+    """Per inlier group and case (means over the draws), then the mean over the groups."""
+    found: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for inliers in args.inliers:
+        for seed in range(args.seed, args.seed + args.planted_draws):
+            for case in plant(photos, inliers, seed):
+                for method in PLANTED_METHODS:
+                    found.setdefault((case.case, inliers, method), []).append(
+                        evaluate_planted(vectors[case.rows], case.labels, method)
+                    )
+    headers = ["case", "inliers", "method", "AUROC (mean, min)", "P@outliers", "flagged", "recall", "precision"]
+
+    def row(case: str, inliers: str, method: str, values: list[dict[str, float]]) -> list[str]:
+        mean = {key: float(np.mean([v[key] for v in values])) for key in values[0]}
+        low = min(v["auroc"] for v in values)
+        return [
+            case,
+            inliers,
+            method,
+            f"{mean['auroc']:.3f} ({low:.2f})",
+            f"{mean['p_at_n']:.2f}",
+            f"{mean['flagged']:.1f}",
+            f"{100 * mean['recall']:.0f} %",
+            f"{100 * mean['precision']:.0f} %",
+        ]
+
+    rows = [row(*key, values) for key, values in found.items()]
+    for case in ("grouped", "scattered"):
+        for method in PLANTED_METHODS:
+            every = [v for (c, _, m), values in found.items() if c == case and m == method for v in values]
+            rows.append(row(case, "**all**", method, every))
+    return table(headers, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path, nargs="?", default=DEFAULT_DATASET)
+    parser.add_argument("--inliers", nargs="+", default=["dog", "mammal", "bird"], help="planted cases' inlier groups")
+    parser.add_argument("--planted-draws", type=int, default=8, help="draws (seeds) per inlier group, planted cases")
+    parser.add_argument("--skip-rate", action="store_true", help="only the planted cases")
     parser.add_argument("--groups", nargs="+", default=["dog", "vehicle", "bird", "device", "container"])
     parser.add_argument("--draws", type=int, default=10, help="outlier draws (seeds) per group")
     parser.add_argument("--rate", type=float, default=0.03, help="outliers per inlier")
@@ -180,6 +292,14 @@ def main() -> None:
 
     photos = read_labels(args.dataset)
     vectors = embeddings(args.dataset, photos, args.model)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    with timer() as t:
+        planted = planted_tables(photos, vectors, args)
+    print(f"\nplanted outliers, {args.model} features, every method at its defaults, {args.planted_draws} draws")
+    print(f"per inlier group ({t[0]:.0f} s)\n")
+    print(planted)
+    if args.skip_rate:
+        return
     results = [r for group in args.groups for r in run_group(photos, vectors, group, args)]
     print(f"\n{args.model} features, k={args.k}, outliers {args.rate:.0%} of each group, {args.draws} draws\n")
     print(group_table(results))

@@ -1,9 +1,12 @@
 """Anomaly scores: images unlike the rest of the collection, plus image-quality checks.
 
 Methods share one shape (imagededup-style, chosen by name): ``scores(vectors, k, graph)`` returns
-one number per image, higher = more unusual. Neighbour-based methods read the collection's shared
-neighbour graph (``core.graph``) instead of searching on their own. Images are flagged above a
-Tukey fence (Q3 + 1.5 IQR) of their collection's scores.
+one number per image, higher = more unusual, and ``flag(scores, graph)`` says which are flagged.
+Neighbour-based methods read the collection's shared neighbour graph (``core.graph``) instead of
+searching on their own. Images are flagged above a Tukey fence (Q3 + 1.5 IQR) of their
+collection's scores; the default, ``multiscale``, also flags the small groups of similar outliers
+linked to a flagged image (``core.anomaly_groups``). Linked flagged images form the report's
+``group`` column (0: a single outlier or not flagged).
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 
+from core.anomaly_groups import distance_to_rest, group_numbers, grow_flags
 from core.cache import ResultCache
 from core.collection import Collection, load_collection
-from core.graph import NeighbourGraph, build
+from core.graph import GRAPH_K, NeighbourGraph, build
 from core.quality import CHECKS, run_checks
 from core.reviews import ANOMALY_REVIEWS
 from core.services import AnalysisServices, Services
 
+DEFAULT_METHOD = "multiscale"
 DEFAULT_K = 10
+CACHE_VERSION = 3  # 2: quality checks calibrated on real photos; 3: multiscale default, groups
 MIN_IMAGES = 3  # fewer images: nothing can be unlike "the rest"
 
 
@@ -36,6 +42,10 @@ class AnomalyMethod(ABC):
 
     #: whether ``scores`` reads the neighbour graph (it holds ``neighbours(k)`` per image)
     uses_graph: ClassVar[bool] = True
+    #: whether ``k`` changes the scores
+    uses_k: ClassVar[bool] = True
+    #: shown next to the method where it is offered (e.g. a method that fails the benchmark)
+    warning: ClassVar[str] = ""
 
     @abstractmethod
     def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
@@ -45,6 +55,11 @@ class AnomalyMethod(ABC):
     def neighbours(self, k: int) -> int:
         """How many neighbours per image ``scores`` reads from the graph."""
         return k
+
+    def flag(self, scores: np.ndarray, graph: NeighbourGraph | None) -> tuple[np.ndarray, float]:
+        """Which images are flagged, and the threshold shown: above the Tukey fence."""
+        threshold = tukey_threshold(scores)
+        return scores > threshold, threshold
 
 
 def _graph(vectors: np.ndarray, k: int, graph: NeighbourGraph | None) -> NeighbourGraph:
@@ -57,6 +72,60 @@ METHODS: dict[str, AnomalyMethod] = {}
 def register(cls: type[AnomalyMethod]) -> type[AnomalyMethod]:
     METHODS[cls.name] = cls()
     return cls
+
+
+@register
+class MultiScaleKnn(AnomalyMethod):
+    name, label = "multiscale", "k-NN over several scales (default)"
+    description = (
+        "mean cosine distance to the nearest 5, 8, 12, ... images, up to half the collection (at most 50), "
+        "each scaled by the collection's spread, the largest kept; flags single outliers and small groups "
+        "of similar ones"
+    )
+    uses_k = False
+    SMALLEST = 5
+    STEP = 1.5
+    FRACTION = 0.5
+    # An image above Q3 + 0.5 IQR joins the flagged images it is linked to when their mean score is
+    # above Q3 + 0.75 IQR (bench/anomalies_quality.py: planted groups and scattered outliers alike).
+    CANDIDATE_FENCE = 0.5
+    GROUP_FENCE = 0.75
+
+    def neighbours(self, k: int) -> int:
+        return GRAPH_K
+
+    @classmethod
+    def scales(cls, n: int) -> list[int]:
+        """Neighbourhood sizes: from ``SMALLEST`` up to ``FRACTION`` of the collection (graph's k at most)."""
+        top = max(1, min(GRAPH_K, max(cls.SMALLEST, int(cls.FRACTION * n)), n - 1))
+        sizes, k = [], min(cls.SMALLEST, top)
+        while k < top:
+            sizes.append(k)
+            k = max(k + 1, round(k * cls.STEP))
+        return [*sizes, top]
+
+    def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
+        sizes = self.scales(len(vectors))
+        _, similarities = _graph(vectors, sizes[-1], graph).first(sizes[-1])
+        # rounded: identical images get exactly equal distances, not float noise blown up by the scaling
+        mean_distances = np.round(np.cumsum(1.0 - similarities.astype(np.float64), axis=1), 6)
+        return np.max([_robust_z(mean_distances[:, size - 1] / size) for size in sizes], axis=0)
+
+    def flag(self, scores: np.ndarray, graph: NeighbourGraph | None) -> tuple[np.ndarray, float]:
+        flagged, threshold = super().flag(scores, graph)
+        if graph is None or not flagged.any():
+            return flagged, threshold
+        q1, q3 = np.percentile(scores, [25, 75])
+        candidates = scores > q3 + self.CANDIDATE_FENCE * (q3 - q1)
+        return grow_flags(flagged, candidates, scores, q3 + self.GROUP_FENCE * (q3 - q1), graph), threshold
+
+
+def _robust_z(values: np.ndarray) -> np.ndarray:
+    """Distance from the median in interquartile ranges (0 everywhere when there is no spread)."""
+    median = np.median(values)
+    q1, q3 = np.percentile(values, [25, 75])
+    spread = q3 - q1
+    return (values - median) / spread if spread > 0 else values - median
 
 
 @register
@@ -98,6 +167,11 @@ class IsolationForestMethod(AnomalyMethod):
     description = "how quickly random splits isolate an image (scikit-learn, on 50 PCA components)"
 
     uses_graph = False
+    uses_k = False
+    warning = (
+        "Isolation Forest ranked real outliers worse than the other methods on this project's benchmark "
+        "(bench/anomalies_quality.py, docs/benchmarks.md); use it to compare, not to decide."
+    )
 
     def scores(self, vectors: np.ndarray, k: int = DEFAULT_K, graph: NeighbourGraph | None = None) -> np.ndarray:
         # 50 components keep what sets real outliers apart (bench/anomalies_quality.py: AUROC 0.77
@@ -115,10 +189,11 @@ def tukey_threshold(scores: np.ndarray) -> float:
 
 
 def detect_anomalies(
-    collection: Collection, method: str = "knn", k: int = DEFAULT_K, checks: bool = True
+    collection: Collection, method: str = DEFAULT_METHOD, k: int = DEFAULT_K, checks: bool = True
 ) -> pd.DataFrame:
-    """One row per image, most anomalous first: ``anomaly_score``, ``is_anomaly``, the quality
-    checks' ``<check>_score`` / ``is_<check>_issue`` columns and a readable ``reasons``."""
+    """One row per image, most anomalous first: ``anomaly_score``, ``is_anomaly``, ``group`` (linked
+    flagged images; 0: none), ``distance_to_rest`` (cosine distance to the nearest image outside the
+    group), the quality checks' ``<check>_score`` / ``is_<check>_issue`` columns and ``reasons``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     images = collection.images
@@ -126,14 +201,19 @@ def detect_anomalies(
     frame = images.reindex(columns=columns).copy()
     if len(images) >= MIN_IMAGES:
         chosen = METHODS[method]
-        graph = collection.neighbours(chosen.neighbours(k)) if chosen.uses_graph else None
+        graph = collection.neighbours(max(chosen.neighbours(k), GRAPH_K))  # groups read it whatever the method
         scores = chosen.scores(collection.vectors, k, graph)
-        threshold = tukey_threshold(scores)
+        flagged, threshold = chosen.flag(scores, graph)
+        groups = group_numbers(flagged, scores, graph)
+        distances = distance_to_rest(groups, graph)
     else:  # too few images to say what is unusual
         scores, threshold = np.zeros(len(images)), np.inf
+        flagged, groups, distances = np.zeros(len(images), bool), np.zeros(len(images), int), np.zeros(len(images))
     frame["anomaly_score"] = np.round(scores, 5)
-    frame["anomaly_threshold"] = threshold
-    frame["is_anomaly"] = scores > threshold
+    frame["anomaly_threshold"] = round(threshold, 4) if np.isfinite(threshold) else threshold
+    frame["is_anomaly"] = flagged
+    frame["group"] = groups
+    frame["distance_to_rest"] = np.round(distances, 4)
     issue_columns: list[str] = []
     if checks and len(images):
         quality = run_checks(images)
@@ -151,10 +231,18 @@ def attach_reviews(report: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def attach_tags(report: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """Each image's current tags as a ``tags`` column (lists; tags change without rescoring)."""
+    tags = images.set_index("id")["tags"] if "tags" in images else pd.Series(dtype=object)
+    out = report.copy()
+    out["tags"] = [list(t) if isinstance(t, list | tuple | np.ndarray) else [] for t in out["id"].map(tags)]
+    return out
+
+
 def anomaly_report(
     services: Services | AnalysisServices,
     user: str,
-    method: str = "knn",
+    method: str = DEFAULT_METHOD,
     k: int = DEFAULT_K,
     checks: bool = True,
     cache: ResultCache | None = None,
@@ -162,13 +250,13 @@ def anomaly_report(
     """The report the Anomalies page and ``python -m core anomalies`` show (cached on disk)."""
     collection = load_collection(services, user)
     report = cached_scores(services, collection, method, k, checks, cache)
-    return attach_reviews(report, collection.images)
+    return attach_tags(attach_reviews(report, collection.images), collection.images)
 
 
 def cached_scores(
     services: Services | AnalysisServices,
     collection: Collection,
-    method: str = "knn",
+    method: str = DEFAULT_METHOD,
     k: int = DEFAULT_K,
     checks: bool = True,
     cache: ResultCache | None = None,
@@ -182,7 +270,7 @@ def cached_scores(
         "method": method,
         "k": k,
         "checks": checks,
-        "version": 2,  # 2: quality checks calibrated on real photos
+        "version": CACHE_VERSION,
     }
     return cache.get_or_compute(
         "anomalies", collection.user, key, lambda: detect_anomalies(collection, method, k, checks)
@@ -191,7 +279,10 @@ def cached_scores(
 
 def _reasons(row: tuple, issue_columns: list[str]) -> str:
     values = row._asdict()
-    reasons = ["unlike the rest of the collection"] if values["is_anomaly"] else []
+    reasons = []
+    if values["is_anomaly"]:
+        group = values.get("group", 0)
+        reasons.append(f"unlike the rest (group {group})" if group else "unlike the rest of the collection")
     for column in issue_columns:  # "is_dark_issue": the check's label with its score, to judge borderline ones
         if values.get(column):
             name = column[3:-6]
@@ -216,3 +307,21 @@ def filter_report(report: pd.DataFrame, show: list[str] | None = None, reviewed:
     if not reviewed:
         mask &= report["review"].fillna("") == ""
     return report[mask]
+
+
+def quality_problems(report: pd.DataFrame, check: str) -> pd.DataFrame:
+    """Images flagged by ``check``, worst first (lowest ``<check>_score``)."""
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}; choose one of {', '.join(CHECKS)}")
+    column = f"is_{check}_issue"
+    if column not in report:
+        return report.iloc[0:0]
+    flagged = report[report[column].fillna(False).astype(bool)]
+    return flagged.sort_values(f"{check}_score", ascending=True, kind="stable")
+
+
+def check_counts(report: pd.DataFrame) -> dict[str, int]:
+    """How many images each quality check flags."""
+    return {
+        name: int(report[f"is_{name}_issue"].fillna(False).sum()) for name in CHECKS if f"is_{name}_issue" in report
+    }

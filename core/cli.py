@@ -125,10 +125,11 @@ def _parser() -> argparse.ArgumentParser:
 
     anomalies = commands.add_parser("anomalies", help="anomaly scores and quality issues of a user's images")
     anomalies.add_argument("--user", required=True)
-    anomalies.add_argument("--method", choices=["knn", "lof", "iforest"], default="knn")
+    anomalies.add_argument("--method", choices=["multiscale", "knn", "lof", "iforest"], default="multiscale")
     anomalies.add_argument("--k", type=_positive_int, default=10, help="neighbours for knn and lof")
     anomalies.add_argument("--checks", action="store_true", help="include the image-quality checks")
     anomalies.add_argument("--top", type=_positive_int, default=None, help="only the N most anomalous")
+    anomalies.add_argument("--groups", action="store_true", help="the rare groups (as the Anomalies page lists them)")
     anomalies.add_argument("--format", choices=["json", "csv"], default="json")
     anomalies.set_defaults(handler=_anomalies)
 
@@ -607,6 +608,12 @@ def _anomalies(args: argparse.Namespace) -> int:
         report = anomaly_report(services, args.user, args.method, args.k, args.checks, cache=cache)
     finally:
         services.close()
+    if args.groups:
+        from core.anomaly_groups import rare_groups
+
+        report = rare_groups(report).drop(columns=["thumbnail_keys"])
+        if args.format == "csv":
+            report = report.assign(**{c: report[c].map(";".join) for c in ("ids", "filenames", "reviews")})
     report = report.drop(columns=["thumbnail_key"], errors="ignore")
     if args.top:
         report = report.head(args.top)

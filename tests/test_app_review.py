@@ -85,20 +85,22 @@ def test_anomalies_page_ranks_reviews_and_filters(app_env):
     open_page(at, "anomalies")
     assert not at.exception
     assert at.get("plotly_chart"), "the score histogram is shown"
-    flagged = next(m.value for m in at.markdown if "flagged image(s)" in m.value)
+    flagged = next(m.value for m in at.markdown if "image(s) unlike the rest" in m.value)
     assert flagged.startswith("**")
-    cards = [b.key.removeprefix("anom_confirm_") for b in at.button if b.key and b.key.startswith("anom_confirm_")]
+    prefixes = ("anom_confirm_", "anomq_confirm_")  # unlike the rest / quality problems
+    cards = [b.key for b in at.button if b.key and b.key.startswith(prefixes)]
     assert cards, "images with flags are listed"
-    at.button(key=f"anom_confirm_{cards[0]}").click()
+    at.button(key=cards[0]).click()
     at.run()
     assert "confirmed" in texts(at)
     at.toggle(key="anom_reviewed").set_value(False)
     at.run()
-    remaining = [b.key for b in at.button if b.key and b.key.startswith("anom_confirm_")]
-    assert f"anom_confirm_{cards[0]}" not in remaining, "reviewed images can be hidden"
+    remaining = [b.key for b in at.button if b.key and b.key.startswith(prefixes)]
+    assert cards[0] not in remaining, "reviewed images can be hidden"
     at.selectbox(key="anom_method").set_value("iforest")
     at.run()
     assert not at.exception
+    assert any("Isolation Forest ranked real outliers" in w.value for w in at.warning), "offered with a warning"
 
 
 def test_pages_show_the_graph_version_and_recompute_it(app_env):
