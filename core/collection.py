@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
+from core.hashing import content_phash_hex
 from core.images import ImageLimits, decode, open_rgb
 from core.index import vector_cache_root
 from core.quality import STAT_COLUMNS, image_stats, lacks_stats, stats_frame
@@ -67,8 +68,8 @@ def load_collection(services: Services | AnalysisServices, user: str) -> Collect
         return Collection(user, columns, np.zeros((0, services.index.dimension), "f4"))
     if "quality" not in images:
         images["quality"] = None
-    if _backfill_quality(services, user, images):
-        snapshot = cache.load(user)  # the stats were written to the index, and so to the cache
+    if _backfill_quality(services, user, images) | _backfill_content_phash(services, user, images):
+        snapshot = cache.load(user)  # the new fields were written to the index, and so to the cache
         images = snapshot.rows.copy()
     return from_snapshot(user, snapshot, _graphs(services), images)
 
@@ -152,6 +153,30 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
         services.index.set_payload(user, [row["id"]], {"quality": stats})
         written = True
     return written
+
+
+def _backfill_content_phash(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
+    """Hash the picture inside any border of images stored before ``content_phash`` was recorded.
+
+    From the stored original, decoded as ingest decodes it. An unreadable original gets the full
+    pHash (a picture without a border has the same), so it is not read again on every load."""
+    if "content_phash" not in images:
+        images["content_phash"] = None
+    missing = images.index[[not (isinstance(h, str) and h) for h in images["content_phash"]]]
+    if len(missing) == 0:
+        return False
+    settings = services.settings
+    limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
+    for position in missing:
+        row = images.loc[position]
+        try:
+            value = content_phash_hex(decode(services.store.get(row["original_key"]), limits).image)
+        except Exception:  # an unreadable original: fall back to the hash of the whole picture
+            log.warning("no content pHash for %s; using its pHash", row["id"], exc_info=True)
+            value = row["phash"]
+        images.at[position, "content_phash"] = value
+        services.index.set_payload(user, [row["id"]], {"content_phash": value})
+    return True
 
 
 __all__ = ["STAT_COLUMNS", "Collection", "load_collection"]

@@ -1,13 +1,26 @@
-"""Content hashes: sha256 of the bytes (exact duplicates) and a 64-bit pHash (near duplicates)."""
+"""Content hashes: sha256 of the bytes (exact duplicates), a 64-bit pHash (near duplicates) and
+the pHash of the picture inside any flat or blurred border (near duplicates with borders, letterbox
+bars or a screenshot-like frame around them)."""
 
 from __future__ import annotations
 
 import hashlib
 
 import imagehash
+import numpy as np
 from PIL import Image
 
 PHASH_BITS = 64
+#: Side of the grey copy the content box is looked for on.
+_BOX_SIDE = 128
+#: Mean absolute second difference (grey levels) under which a line has no fine detail: a solid
+#: or blurred border.
+_FINE_DETAIL = 1.5
+#: A line with this share of its pixels within ``_SHADE_TOLERANCE`` of its median is a flat bar.
+_BAR_SHARE = 0.75
+_SHADE_TOLERANCE = 6
+#: A content box smaller than this share of either side is not trusted (a mostly flat picture).
+_MIN_BOX_SHARE = 0.3
 
 
 def sha256_hex(data: bytes) -> str:
@@ -18,6 +31,52 @@ def sha256_hex(data: bytes) -> str:
 def phash_hex(image: Image.Image) -> str:
     """64-bit perceptual hash as 16 hex characters."""
     return str(imagehash.phash(image, hash_size=8))
+
+
+def content_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the picture inside flat or blurred borders, letterbox bars or a
+    screenshot-like frame; the whole image when there is nothing around it.
+
+    On a small grey copy, rows and then columns are trimmed from each edge while they hold no
+    picture: no fine detail (a solid or blurred border), or nearly all one shade (a flat bar with a
+    few buttons on it). Each pass measures the lines over the part still kept, until nothing more
+    comes off. A box smaller than ``_MIN_BOX_SHARE`` of either side is not trusted (a mostly flat
+    picture)."""
+    scale = min(1.0, _BOX_SIDE / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    h, w = grey.shape
+    top, bottom, left, right = 0, h, 0, w
+    while bottom - top >= 8 and right - left >= 8:
+        first, last = _empty_edges(grey[top:bottom, left:right])
+        top, bottom = top + first, bottom - last
+        begin, end = _empty_edges(grey[top:bottom, left:right].T)
+        left, right = left + begin, right - end
+        if first == last == begin == end == 0:
+            break
+    if (bottom - top) < _MIN_BOX_SHARE * h or (right - left) < _MIN_BOX_SHARE * w:
+        return 0, 0, image.width, image.height
+    fx, fy = image.width / w, image.height / h
+    return round(left * fx), round(top * fy), round(right * fx), round(bottom * fy)
+
+
+def _empty_edges(grey: np.ndarray) -> tuple[int, int]:
+    """How many of the first and of the last rows of ``grey`` hold no picture."""
+    if grey.shape[0] == 0 or grey.shape[1] < 3:
+        return 0, 0
+    detail = np.abs(np.diff(grey, n=2, axis=1)).mean(axis=1)
+    shade = np.median(grey, axis=1, keepdims=True)
+    one_shade = (np.abs(grey - shade) <= _SHADE_TOLERANCE).mean(axis=1) >= _BAR_SHARE
+    empty = (detail < _FINE_DETAIL) | one_shade
+    if empty.all():
+        return 0, 0
+    return int(np.argmin(empty)), int(np.argmin(empty[::-1]))
+
+
+def content_phash_hex(image: Image.Image) -> str:
+    """The pHash of ``content_box(image)``: equal to ``phash_hex`` for a picture without borders."""
+    box = content_box(image)
+    return phash_hex(image if box == (0, 0, *image.size) else image.crop(box))
 
 
 def pixel_sha256(image: Image.Image) -> str:

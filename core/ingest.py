@@ -107,6 +107,7 @@ class _Candidate:
     image_id: str
     decoded: PreparedImage | None = None
     phash: str = ""
+    content_phash: str = ""
     pixel_sha256: str = ""
     quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes = b""
@@ -115,6 +116,7 @@ class _Candidate:
     def take(self, prepared: PreparedImage) -> None:
         self.decoded = prepared
         self.phash = prepared.phash
+        self.content_phash = prepared.content_phash
         self.pixel_sha256 = prepared.pixel_sha256
         self.quality = prepared.quality
         self.thumbnail = prepared.thumbnail
@@ -548,6 +550,7 @@ class Ingestor:
             "source_path": candidate.item.path,
             "sha256": candidate.sha256,
             "phash": candidate.phash,
+            "content_phash": candidate.content_phash,
             "pixel_sha256": candidate.pixel_sha256,
             "quality": candidate.quality,
             "width": decoded.width,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.hashing import phash_hex, pixel_sha256
+from core.hashing import content_phash_hex, phash_hex, pixel_sha256
 from core.images import FormatInfo, ImageLimits, ImageRejected, decode, thumbnail_bytes
 from core.quality import image_stats
 
@@ -47,6 +47,8 @@ class PreparedImage(FormatInfo):
     pixel_sha256: str
     quality: dict[str, float]
     thumbnail: bytes
+    #: pHash of the picture inside any border, letterbox bars or frame (``core.hashing.content_box``).
+    content_phash: str = ""
     #: Time the worker spent on this file (decode to model input).
     seconds: float = 0.0
     pixels: np.ndarray | None = field(default=None, repr=False)
@@ -64,6 +66,7 @@ def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | 
         height=decoded.height,
         format=decoded.format,
         phash=phash_hex(working),
+        content_phash=content_phash_hex(working),
         pixel_sha256=pixel_sha256(working),
         quality=image_stats(working),
         thumbnail=thumbnail_bytes(decoded),
