@@ -37,37 +37,48 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the picture inside flat or blurred borders, letterbox bars or a
     screenshot-like frame; the whole image when there is nothing around it.
 
-    On a small grey copy, rows and then columns are trimmed from each edge while they hold no
-    picture: no fine detail (a solid or blurred border), or nearly all one shade (a flat bar with a
-    few buttons on it). Each pass measures the lines over the part still kept, until nothing more
-    comes off. A box smaller than ``_MIN_BOX_SHARE`` of either side is not trusted (a mostly flat
-    picture)."""
+    On a small grey copy, rows and columns are trimmed from each edge while they are nearly all one
+    shade (a solid border, letterbox bars, a flat UI bar with a few buttons on it), measured again
+    over the part kept until nothing more comes off; then once while they hold no fine detail (a
+    blurred border). A box smaller than ``_MIN_BOX_SHARE`` of either side is not trusted (a mostly
+    flat picture)."""
     scale = min(1.0, _BOX_SIDE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
     h, w = grey.shape
-    top, bottom, left, right = 0, h, 0, w
-    while bottom - top >= 8 and right - left >= 8:
-        first, last = _empty_edges(grey[top:bottom, left:right])
-        top, bottom = top + first, bottom - last
-        begin, end = _empty_edges(grey[top:bottom, left:right].T)
-        left, right = left + begin, right - end
-        if first == last == begin == end == 0:
+    box = (0, h, 0, w)
+    for _ in range(8):
+        trimmed = _trim(grey, box, blurred=False)
+        if trimmed == box:
             break
+        box = trimmed
+    top, bottom, left, right = _trim(grey, box, blurred=True)
     if (bottom - top) < _MIN_BOX_SHARE * h or (right - left) < _MIN_BOX_SHARE * w:
         return 0, 0, image.width, image.height
     fx, fy = image.width / w, image.height / h
     return round(left * fx), round(top * fy), round(right * fx), round(bottom * fy)
 
 
-def _empty_edges(grey: np.ndarray) -> tuple[int, int]:
-    """How many of the first and of the last rows of ``grey`` hold no picture."""
+def _trim(grey: np.ndarray, box: tuple[int, int, int, int], blurred: bool) -> tuple[int, int, int, int]:
+    """``box`` (top, bottom, left, right) less its empty edge rows, then its empty edge columns."""
+    top, bottom, left, right = box
+    if bottom - top < 8 or right - left < 8:
+        return box
+    first, last = _empty_edges(grey[top:bottom, left:right], blurred)
+    top, bottom = top + first, bottom - last
+    begin, end = _empty_edges(grey[top:bottom, left:right].T, blurred)
+    return top, bottom, left + begin, right - end
+
+
+def _empty_edges(grey: np.ndarray, blurred: bool) -> tuple[int, int]:
+    """How many of the first and of the last rows of ``grey`` hold no picture: nearly all one
+    shade, or also (``blurred``) without fine detail. None when every row would go."""
     if grey.shape[0] == 0 or grey.shape[1] < 3:
         return 0, 0
-    detail = np.abs(np.diff(grey, n=2, axis=1)).mean(axis=1)
     shade = np.median(grey, axis=1, keepdims=True)
-    one_shade = (np.abs(grey - shade) <= _SHADE_TOLERANCE).mean(axis=1) >= _BAR_SHARE
-    empty = (detail < _FINE_DETAIL) | one_shade
+    empty = (np.abs(grey - shade) <= _SHADE_TOLERANCE).mean(axis=1) >= _BAR_SHARE
+    if blurred:
+        empty |= np.abs(np.diff(grey, n=2, axis=1)).mean(axis=1) < _FINE_DETAIL
     if empty.all():
         return 0, 0
     return int(np.argmin(empty)), int(np.argmin(empty[::-1]))
