@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
-from core.hashing import content_phash_hex
+from core.hashing import content_of
 from core.images import ImageLimits, decode, open_rgb
 from core.index import vector_cache_root
 from core.quality import STAT_COLUMNS, image_stats, lacks_stats, stats_frame
@@ -156,12 +156,14 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
 
 
 def _backfill_content_phash(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
-    """Hash the picture inside any border of images stored before ``content_phash`` was recorded.
+    """Hash and measure the picture inside any border of images stored before ``content_phash``
+    and ``content_size`` were recorded.
 
     From the stored original, decoded as ingest decodes it. An unreadable original gets the full
     pHash (a picture without a border has the same), so it is not read again on every load."""
-    if "content_phash" not in images:
-        images["content_phash"] = None
+    for column in ("content_phash", "content_size"):
+        if column not in images:
+            images[column] = None
     missing = images.index[[not (isinstance(h, str) and h) for h in images["content_phash"]]]
     if len(missing) == 0:
         return False
@@ -170,12 +172,15 @@ def _backfill_content_phash(services: Services | AnalysisServices, user: str, im
     for position in missing:
         row = images.loc[position]
         try:
-            value = content_phash_hex(decode(services.store.get(row["original_key"]), limits).image)
-        except Exception:  # an unreadable original: fall back to the hash of the whole picture
+            decoded = decode(services.store.get(row["original_key"]), limits)
+            content = content_of(decoded.image, decoded.width, decoded.height)
+            values = {"content_phash": content.phash, "content_size": [content.width, content.height]}
+        except Exception:  # an unreadable original: fall back to the whole picture
             log.warning("no content pHash for %s; using its pHash", row["id"], exc_info=True)
-            value = row["phash"]
-        images.at[position, "content_phash"] = value
-        services.index.set_payload(user, [row["id"]], {"content_phash": value})
+            values = {"content_phash": row["phash"], "content_size": [int(row["width"]), int(row["height"])]}
+        for key, value in values.items():
+            images.at[position, key] = value
+        services.index.set_payload(user, [row["id"]], values)
     return True
 
 

@@ -255,7 +255,7 @@ class DuplicateFinder:
             for pair in ignored:
                 i, j = (position.get(image_id) for image_id in pair)
                 if i is not None and j is not None:
-                    distance[i, j] = distance[j, i] = _FAR
+                    distance[i, j] = distance[j, i] = np.inf  # never in one cluster, not even via a keeper
         np.fill_diagonal(distance, 0.0)
         return distance
 
@@ -321,21 +321,39 @@ class DuplicateFinder:
 
 
 def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """Positions of ``rows`` best first (most pixels, then largest file, then oldest), and why."""
-    pixels = (rows["width"] * rows["height"]).to_numpy()
+    """Positions of ``rows`` best first, and why: the most picture pixels (inside any border;
+    within 10 % counts as the same, since the border is found on a small copy), then the least
+    border around it (the picture's share of the image, in steps of 5 %), then the largest file,
+    then the oldest."""
+    full = (rows["width"] * rows["height"]).to_numpy(np.float64)
+    picture = _picture_pixels(rows, full)
+    size_class = np.floor(np.log(np.maximum(picture, 1.0)) / np.log(1.1))
+    share_class = np.round(20 * picture / np.maximum(full, 1.0))
     sizes = rows["bytes"].to_numpy()
     created = rows["created_ts"].to_numpy(dtype=np.float64)
-    order = np.lexsort((created, -sizes, -pixels))
+    order = np.lexsort((created, -sizes, -share_class, -size_class))
     first = order[0]
     w, h = int(rows.iloc[first]["width"]), int(rows.iloc[first]["height"])
-    if (pixels == pixels[first]).sum() == 1:
+    same_size = size_class == size_class[first]
+    same_share = same_size & (share_class == share_class[first])
+    if same_size.sum() == 1:
         reason = f"most pixels ({w}×{h})"
-    elif ((pixels == pixels[first]) & (sizes == sizes[first])).sum() == 1:
+    elif same_share.sum() == 1:
+        reason = f"as many pixels, least border around them ({w}×{h})"
+    elif (same_share & (sizes == sizes[first])).sum() == 1:
         reason = f"same pixel count, largest file ({sizes[first] / 1024:.0f} KB)"
     else:
         when = datetime.fromtimestamp(created[first], UTC).strftime("%Y-%m-%d %H:%M")
         reason = f"same pixels and file size, oldest (added {when} UTC)"
     return order, reason
+
+
+def _picture_pixels(rows: pd.DataFrame, full: np.ndarray) -> np.ndarray:
+    """Pixels of each row's picture inside any border (``content_size``), else of the whole image."""
+    if "content_size" not in rows:
+        return full
+    sizes = [s[0] * s[1] if s is not None and len(s) == 2 and s[0] * s[1] > 0 else None for s in rows["content_size"]]
+    return np.array([f if p is None else min(float(p), f) for p, f in zip(sizes, full, strict=True)])
 
 
 def _exact_keys(images: pd.DataFrame) -> np.ndarray:
@@ -361,11 +379,13 @@ def _stars(distance: np.ndarray, rank: np.ndarray) -> list[np.ndarray]:
     """Split a component into stars: repeatedly take the image that is a duplicate of the most
     others still unassigned (ties: the better keeper, lower ``rank``) with all those others.
 
-    Positions in ``distance`` (<= 1: a duplicate), centre first; lone images are left out. Each
+    Positions in ``distance`` (<= 1: a duplicate; inf: marked "not duplicates", never in one
+    star), centre first; lone images are left out. Each
     round costs one pass over the rows of the images it removes, so a component of m images costs
     O(m^2) in all."""
     close = distance <= 1.0
     np.fill_diagonal(close, False)
+    apart = np.isinf(distance)
     remaining = np.ones(len(distance), dtype=bool)
     degree = close.sum(axis=1)
     stars = []
@@ -376,8 +396,12 @@ def _stars(distance: np.ndarray, rank: np.ndarray) -> list[np.ndarray]:
             return stars
         tied = np.flatnonzero(score == best)
         centre = int(tied[np.argmin(rank[tied])])
-        others = np.flatnonzero(close[centre] & remaining)
-        star = np.concatenate([[centre], others])
+        star = [centre]
+        candidates = np.flatnonzero(close[centre] & remaining)
+        for other in candidates[np.argsort(distance[centre, candidates], kind="stable")]:
+            if not apart[other, star].any():  # no two members the user said are different
+                star.append(int(other))
+        star = np.array(star)
         remaining[star] = False
         degree -= close[:, star].sum(axis=1)
         stars.append(star)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.hashing import content_phash_hex, phash_hex
+from core.hashing import content_of, phash_hex
 from core.images import decode, thumbnail_bytes
 from core.index import SearchHit, vector_cache_root
 from core.ingest import delete_images
@@ -134,7 +134,8 @@ def re_embed(services: Services, user: str, image_id: str) -> bool:
     decoded = decode(services.store.get(record.payload["original_key"]), services.limits)
     record.vector = services.embedder.embed_images([decoded.image])[0]
     record.payload["phash"] = phash_hex(decoded.image)
-    record.payload["content_phash"] = content_phash_hex(decoded.image)
+    content = content_of(decoded.image, decoded.width, decoded.height)
+    record.payload["content_phash"], record.payload["content_size"] = content.phash, [content.width, content.height]
     services.index.upsert([record])
     return True
 

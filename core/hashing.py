@@ -5,6 +5,7 @@ bars or a screenshot-like frame around them)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import imagehash
 import numpy as np
@@ -84,10 +85,30 @@ def _empty_edges(grey: np.ndarray, blurred: bool) -> tuple[int, int]:
     return int(np.argmin(empty)), int(np.argmin(empty[::-1]))
 
 
+@dataclass(frozen=True)
+class Content:
+    """The picture inside any border: its pHash, and its size in the original's pixels."""
+
+    phash: str
+    width: int
+    height: int
+
+
+def content_of(image: Image.Image, width: int | None = None, height: int | None = None) -> Content:
+    """``content_box`` of a working copy ``image`` of a ``width`` x ``height`` original."""
+    box = content_box(image)
+    whole = box == (0, 0, *image.size)
+    width, height = width or image.width, height or image.height
+    return Content(
+        phash=phash_hex(image if whole else image.crop(box)),
+        width=round((box[2] - box[0]) * width / image.width),
+        height=round((box[3] - box[1]) * height / image.height),
+    )
+
+
 def content_phash_hex(image: Image.Image) -> str:
     """The pHash of ``content_box(image)``: equal to ``phash_hex`` for a picture without borders."""
-    box = content_box(image)
-    return phash_hex(image if box == (0, 0, *image.size) else image.crop(box))
+    return content_of(image).phash
 
 
 def pixel_sha256(image: Image.Image) -> str:
