@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -68,11 +69,11 @@ class SemanticThresholds:
     small: int  # images under SMALL_SIDE on their shorter side
 
     def describe(self) -> str:
-        text = f"Semantic threshold {self.base:.2f}"
+        text = f"Semantic threshold {self.base:.4g}"
         if self.small:
             strictest = float(self.per_image.max())
             text += (
-                f"; up to {strictest:.2f} for the {self.small:,} image(s) under {SMALL_SIDE} px on the shorter "
+                f"; up to {strictest:.4g} for the {self.small:,} image(s) under {SMALL_SIDE} px on the shorter "
                 f"side: the model sees them upscaled to {MODEL_INPUT_SIDE} px, where different photos of one "
                 "kind look alike"
             )
@@ -445,6 +446,43 @@ def clusters_frame(clusters: list[Cluster], images: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
+@dataclass(frozen=True)
+class DuplicateReport:
+    """What the Duplicates page shows: the clusters, the thresholds in use (and why), and the
+    payload fields of the clustered images for the side-by-side compare."""
+
+    clusters: list[Cluster]
+    thresholds: SemanticThresholds
+    near_threshold: int
+    details: pd.DataFrame  # one row per clustered image, indexed by id
+
+
+def find_duplicates(
+    services: Services | AnalysisServices,
+    user: str,
+    levels: tuple[str, ...] = LEVELS,
+    near_threshold: int | None = None,
+    semantic_threshold: float | None = None,
+    collection: Collection | None = None,
+) -> DuplicateReport:
+    """The clusters at the settings' pHash threshold and the model's semantic threshold (unless
+    given), with the per-image thresholds that were used."""
+    collection = collection if collection is not None else load_collection(services, user)
+    finder = DuplicateFinder(
+        near_threshold=services.settings.phash_threshold if near_threshold is None else near_threshold,
+        semantic_threshold=(
+            default_semantic_threshold(services.model_name) if semantic_threshold is None else semantic_threshold
+        ),
+        levels=levels,
+    )
+    clusters = finder.find(collection, not_duplicate_pairs(collection.images))
+    clustered = {m for c in clusters for m in c.members}
+    images = collection.images
+    columns = [c for c in COMPARE_COLUMNS if c in images]
+    details = images.loc[images["id"].isin(clustered), ["id", *columns]].set_index("id")
+    return DuplicateReport(clusters, finder.thresholds(images), finder.near_threshold, details)
+
+
 def duplicate_report(
     services: Services | AnalysisServices,
     user: str,
@@ -454,12 +492,87 @@ def duplicate_report(
     collection: Collection | None = None,
 ) -> list[Cluster]:
     """The clusters the Duplicates page and ``python -m core duplicates`` show."""
-    collection = collection if collection is not None else load_collection(services, user)
-    finder = DuplicateFinder(
-        near_threshold=services.settings.phash_threshold if near_threshold is None else near_threshold,
-        semantic_threshold=(
-            default_semantic_threshold(services.model_name) if semantic_threshold is None else semantic_threshold
-        ),
-        levels=levels,
-    )
-    return finder.find(collection, not_duplicate_pairs(collection.images))
+    return find_duplicates(services, user, levels, near_threshold, semantic_threshold, collection).clusters
+
+
+COMPARE_COLUMNS = [
+    "filename",
+    "width",
+    "height",
+    "content_size",
+    "bytes",
+    "format",
+    "created_at",
+    "sha256",
+    "pixel_sha256",
+    "phash",
+    "content_phash",
+]
+
+
+def comparison(cluster: Cluster, details: pd.DataFrame) -> pd.DataFrame:
+    """The compare view's metadata diff: one row per field, one column per member (keeper first),
+    values rounded for people, and ``differs`` where the members do not all agree."""
+    links = {frozenset((link["a"], link["b"])): link for link in cluster.links}
+    columns: dict[str, dict[str, str]] = {}
+    for number, member in enumerate(cluster.members):
+        row = details.loc[member]
+        link = links.get(frozenset((cluster.keeper, member)))
+        content = row.get("content_size")
+        has_content = content is not None and len(content) == 2 and content[0] and content[1]
+        label = f"{number + 1}. {'keeper' if member == cluster.keeper else 'copy'}"
+        columns[label] = {
+            "File": str(row["filename"]),
+            "Size": f"{int(row['width'])} × {int(row['height'])} px",
+            "Picture inside borders": (f"{int(content[0])} × {int(content[1])} px" if has_content else "-"),
+            "File size": _people_bytes(int(row["bytes"])),
+            "Format": str(row.get("format", "") or "-"),
+            "Added": _people_date(row.get("created_at")),
+            "SHA-256": str(row.get("sha256", ""))[:12] + "…",
+            "pHash": str(row.get("phash", "")),
+            "pHash inside borders": str(row.get("content_phash") or "-"),
+            "Link to the keeper": "-" if link is None else _describe_link(link),
+        }
+    frame = pd.DataFrame(columns)
+    frame["differs"] = frame.nunique(axis=1) > 1
+    frame.loc["Link to the keeper", "differs"] = False
+    return frame
+
+
+def same_scale(pictures: list[Image.Image], sizes: list[tuple[int, int]], side: int = 640) -> list[Image.Image]:
+    """Each picture redrawn at one scale for all: the largest original's longer side becomes
+    ``side`` px and every picture keeps its original size relative to it, centred on a canvas
+    as big as the largest (so equal columns show them at the same scale, a half-size copy at half
+    the size). ``sizes``: the originals' (width, height); ``pictures`` may be smaller copies."""
+    scale = side / max(max(w, h) for w, h in sizes)
+    canvas_size = (round(max(w for w, _ in sizes) * scale), round(max(h for _, h in sizes) * scale))
+    canvases = []
+    for picture, (width, height) in zip(pictures, sizes, strict=True):
+        shown = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", canvas_size, _CANVAS)
+        canvas.paste(shown, ((canvas_size[0] - shown.width) // 2, (canvas_size[1] - shown.height) // 2))
+        canvases.append(canvas)
+    return canvases
+
+
+_CANVAS = (240, 242, 246)
+
+
+def _describe_link(link: dict[str, Any]) -> str:
+    level = f"{link['level']} ({link['via']})" if link["level"] else "not a duplicate"
+    return f"{level} · pHash {link['phash_distance']} bits · cosine {link['similarity']:.2f}"
+
+
+def _people_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def _people_date(value: object) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(value or "-")
