@@ -524,18 +524,18 @@ def comparison(cluster: Cluster, details: pd.DataFrame) -> pd.DataFrame:
         columns[label] = {
             "File": str(row["filename"]),
             "Size": f"{int(row['width'])} × {int(row['height'])} px",
-            "Picture inside borders": (f"{int(content[0])} × {int(content[1])} px" if has_content else "-"),
+            "Picture inside borders": (f"{int(content[0])} × {int(content[1])} px" if has_content else "—"),
             "File size": _people_bytes(int(row["bytes"])),
-            "Format": str(row.get("format", "") or "-"),
+            "Format": str(row.get("format", "") or "—"),
             "Added": _people_date(row.get("created_at")),
             "SHA-256": str(row.get("sha256", ""))[:12] + "…",
             "pHash": str(row.get("phash", "")),
-            "pHash inside borders": str(row.get("content_phash") or "-"),
-            "Link to the keeper": "-" if link is None else _describe_link(link),
+            "pHash inside borders": str(row.get("content_phash") or "—"),
+            **_link_rows(link),
         }
     frame = pd.DataFrame(columns)
     frame["differs"] = frame.nunique(axis=1) > 1
-    frame.loc["Link to the keeper", "differs"] = False
+    frame.loc[list(_link_rows(None)), "differs"] = False
     return frame
 
 
@@ -558,9 +558,18 @@ def same_scale(pictures: list[Image.Image], sizes: list[tuple[int, int]], side: 
 _CANVAS = (240, 242, 246)
 
 
-def _describe_link(link: dict[str, Any]) -> str:
-    level = f"{link['level']} ({link['via']})" if link["level"] else "not a duplicate"
-    return f"{level} · pHash {link['phash_distance']} bits · cosine {link['similarity']:.2f}"
+def _link_rows(link: dict[str, Any] | None) -> dict[str, str]:
+    """How a member is linked to the keeper, in short cells (the keeper's own are dashes)."""
+    if link is None:
+        return {"Found by": "—", "pHash bits to the keeper": "—", "Cosine to the keeper": "—"}
+    bits = f"{link['phash_distance']}"
+    if link["content_phash_distance"] < link["phash_distance"]:
+        bits += f" ({link['content_phash_distance']} inside borders)"
+    return {
+        "Found by": f"{link['level']}: {link['via']}" if link["level"] else "not a duplicate",
+        "pHash bits to the keeper": bits,
+        "Cosine to the keeper": f"{link['similarity']:.2f}",
+    }
 
 
 def _people_bytes(size: float) -> str:
@@ -575,4 +584,4 @@ def _people_date(value: object) -> str:
     try:
         return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
-        return str(value or "-")
+        return str(value or "—")

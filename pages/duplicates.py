@@ -26,6 +26,7 @@ services = ui.services()
 user = ui.scope_user()
 PER_PAGE = 10
 COMPARE_PER_ROW = 4
+COMPARE_PER_TABLE = 3
 LEVEL_HELP = {
     "exact": "same bytes or identical pixels",
     "near": "perceptual hash within the distance, of the whole picture or of the picture inside any border",
@@ -105,10 +106,10 @@ def _compare(cluster: Cluster, details, rows: dict) -> None:
                 )
     table = comparison(cluster, details)
     differs = table.pop("differs")
-    st.dataframe(
-        table.style.apply(lambda row: ["font-weight: bold" if differs[row.name] else "" for _ in row], axis=1),
-        width="stretch",
-    )
+    # Static tables of three images each: long names and links wrap instead of being cut off.
+    for start in range(0, table.shape[1], COMPARE_PER_TABLE):
+        part = table.iloc[:, start : start + COMPARE_PER_TABLE]
+        st.table(part.style.apply(lambda row: ["font-weight: bold" if differs[row.name] else "" for _ in row], axis=1))
     st.caption("Bold rows differ between the images. Sizes are of the originals.")
     doomed = [m for m, choice in choices.items() if choice == "Delete"]
     if not doomed:

@@ -52,12 +52,12 @@ def test_compare_shows_originals_at_one_scale_a_metadata_diff_and_deletes_what_i
     assert not at.exception
     assert len(at.image) >= 2, "both originals side by side"
     assert "1. keeper · 200×150 · 779 B" in texts(at) and "2. 100×75" in texts(at)
-    (table,) = [d for d in at.dataframe if "Size" in d.value.index]
+    (table,) = [t for t in at.table if "Size" in t.value.index]
     diff = table.value
     assert list(diff.loc["Size"]) == ["200 × 150 px", "100 × 75 px"]
     assert list(diff.loc["Format"]) == ["PNG", "JPEG"]
     assert list(diff.loc["File"]) == ["original.png", "copy.jpg"]
-    assert diff.loc["Link to the keeper"].iloc[1].startswith("near (pHash)")
+    assert list(diff.loc["Found by"]) == ["—", "near: pHash"]
     assert "Bold rows differ between the images." in texts(at)
     choices = [c for c in at.segmented_control if c.key and c.key.startswith("dup_choice_1_")]
     assert [c.value for c in choices] == ["Keep", "Delete"], "the keeper is kept, the copy marked"
