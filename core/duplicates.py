@@ -40,7 +40,7 @@ MODEL_INPUT_SIDE = 224
 #: Shorter side under which the semantic threshold tightens, and how far: the threshold's distance
 #: to 1 shrinks in proportion to the side, down to ``_SMALL_MARGIN`` of it.
 SMALL_SIDE = MODEL_INPUT_SIDE // 2
-_SMALL_MARGIN = 0.35
+_SMALL_MARGIN = 0.67  # 32 px photos: 0.90 at a 0.85 base (bench/duplicates_quality.py, small images)
 _FAR = 1e6  # distance for pairs that are not duplicates at any level
 
 
@@ -54,7 +54,7 @@ def default_semantic_threshold(model_name: str) -> float:
 
 def small_image_threshold(base: float, side: float) -> float:
     """The semantic threshold for an image whose shorter side is ``side`` px: ``base`` from
-    ``SMALL_SIDE`` up, closer to 1 below it (a 32 px image: 1 - 0.35 x (1 - base))."""
+    ``SMALL_SIDE`` up, closer to 1 below it (a 32 px image: 1 - 0.67 x (1 - base))."""
     if side >= SMALL_SIDE:
         return base
     return 1.0 - (1.0 - base) * max(_SMALL_MARGIN, side / SMALL_SIDE)

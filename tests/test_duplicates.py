@@ -540,19 +540,19 @@ def test_fewer_than_two_images_have_no_clusters(services: Services) -> None:
 def test_small_images_get_a_stricter_semantic_threshold() -> None:
     assert duplicates.small_image_threshold(0.85, 640) == 0.85
     assert duplicates.small_image_threshold(0.85, duplicates.SMALL_SIDE) == 0.85
-    assert duplicates.small_image_threshold(0.85, 56) == pytest.approx(1 - 0.15 * 0.5)
+    assert duplicates.small_image_threshold(0.85, 100) == pytest.approx(1 - 0.15 * 100 / 112)
     tiny = duplicates.small_image_threshold(0.85, 32)
-    assert tiny == pytest.approx(1 - 0.15 * 0.35) and tiny == duplicates.small_image_threshold(0.85, 8)
+    assert tiny == pytest.approx(1 - 0.15 * 0.67) and tiny == duplicates.small_image_threshold(0.85, 8)
 
 
 def test_a_pair_of_small_images_needs_the_stricter_threshold() -> None:
-    """Two pairs at cosine 0.90: the 640 px pair is a duplicate at 0.85, the 32 px pair is not
+    """Pairs at cosine 0.895: the 640 px pair is a duplicate at 0.85, the 32 px pair is not
     (unless the size rule is off); a 32 px image with a 640 px one takes the stricter of the two."""
     rng = np.random.default_rng(21)
     vectors = unit_rows(rng.normal(size=(8, 32))).astype(np.float64)
-    vectors[1] = rotated(vectors[0], vectors[1], 0.90)
-    vectors[3] = rotated(vectors[2], vectors[3], 0.90)
-    vectors[5] = rotated(vectors[4], vectors[5], 0.90)
+    vectors[1] = rotated(vectors[0], vectors[1], 0.895)
+    vectors[3] = rotated(vectors[2], vectors[3], 0.895)
+    vectors[5] = rotated(vectors[4], vectors[5], 0.895)
     sides = [640, 640, 32, 32, 640, 32, 640, 640]
     collection = synthetic_collection(vectors, width=sides, height=sides)
     ids = list(collection.images["id"])
@@ -564,7 +564,7 @@ def test_a_pair_of_small_images_needs_the_stricter_threshold() -> None:
     )
     thresholds = finder.thresholds(collection.images)
     assert thresholds.small == 3
-    assert thresholds.describe().startswith("Semantic threshold 0.85; up to 0.9475 for the 3 image(s) under 112 px")
+    assert thresholds.describe().startswith("Semantic threshold 0.85; up to 0.8995 for the 3 image(s) under 112 px")
     assert DuplicateFinder(semantic_threshold=0.85).thresholds(collection.images.iloc[:2]).describe() == (
         "Semantic threshold 0.85"
     )
