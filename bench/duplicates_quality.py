@@ -25,20 +25,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from bench.common import peak_rss_mb, timer
 from bench.tables import pct, table
 from core.collection import Collection, load_collection
-from core.duplicates import DEFAULT_NEAR_THRESHOLD, LEVELS, DuplicateFinder, default_semantic_threshold
+from core.duplicates import DEFAULT_NEAR_THRESHOLD, LEVELS, Cluster, DuplicateFinder, default_semantic_threshold
 from core.hashing import phash_hex
 from core.images import decode
 from core.services import open_services
@@ -47,6 +48,7 @@ from core.sources import items_from_paths
 
 DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_PHOTOS = Path("../shared/datasets/imagenet-sample/images")
+SMALL_SIDE = 32  # px, the longer side of every file in the small-images case
 SEPARATOR = "__"  # copies are named <original stem>__<transform>.jpg
 SWEEP = [round(t, 2) for t in np.arange(0.70, 0.981, 0.02)]
 LEVEL_SETS = {"near": ("near",), "semantic": ("semantic",), "all levels": LEVELS}
@@ -85,6 +87,58 @@ def _flip(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, in
     return ImageOps.mirror(image), 95
 
 
+def _border_solid(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    """A 10 % border of one colour (white, black, grey or any) on every side."""
+    colours = [(255, 255, 255), (0, 0, 0), (128, 128, 128), tuple(int(c) for c in rng.integers(0, 256, 3))]
+    colour = colours[int(rng.integers(len(colours)))]
+    border = (round(0.1 * image.width), round(0.1 * image.height))
+    return ImageOps.expand(image, border=(*border, *border), fill=colour), 95
+
+
+def _border_blur(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    """A 10 % border of the photo itself, enlarged and blurred (the 'blurred background' look)."""
+    size = (round(1.2 * image.width), round(1.2 * image.height))
+    canvas = image.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(size) / 30))
+    canvas.paste(image, ((size[0] - image.width) // 2, (size[1] - image.height) // 2))
+    return canvas, 95
+
+
+def _letterbox(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    """Padded with black bars to 16:9 (pillarbox for upright photos, letterbox for wide ones)."""
+    width, height = image.size
+    size = (round(height * 16 / 9), height) if width * 9 < height * 16 else (width, round(width * 9 / 16))
+    canvas = Image.new("RGB", size)
+    canvas.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas, 95
+
+
+def _frame(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    """The photo at 70-85 % of a screenshot-like frame: a title bar with window buttons and a
+    title, a bottom bar with icons, a flat background around the photo."""
+    share = rng.uniform(0.70, 0.85)
+    width, height = round(image.width / share), round(image.height / share)
+    background, bar = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(2)]
+    canvas = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(canvas)
+    spare = height - image.height
+    top, bottom = round(0.45 * spare), round(0.3 * spare)
+    draw.rectangle([0, 0, width, round(0.6 * top)], fill=bar)
+    draw.rectangle([0, height - round(0.7 * bottom), width, height], fill=bar)
+    unit = max(2, round(0.25 * top))
+    for i in range(3):  # window buttons
+        x = unit * (1 + 2 * i)
+        draw.ellipse([x, unit // 2, x + unit, unit // 2 + unit], fill=((230, 80, 70), (240, 190, 60), (90, 200, 90))[i])
+    draw.rectangle([width // 2 - 2 * unit, unit // 2 + unit // 4, width // 2 + 2 * unit, unit], fill=(60, 60, 60))
+    for i in range(4):  # toolbar icons
+        x = width // 2 + (i - 2) * 3 * unit
+        draw.rectangle(
+            [x, height - round(0.5 * bottom), x + unit, height - round(0.5 * bottom) + unit], fill=(40, 40, 40)
+        )
+    left = round((width - image.width) * rng.uniform(0.3, 0.7))
+    canvas.paste(image, (left, top))
+    return canvas, 90
+
+
 TRANSFORMS: dict[str, Transform] = {
     "resize": _resize,
     "jpeg": _jpeg,
@@ -92,6 +146,10 @@ TRANSFORMS: dict[str, Transform] = {
     "brightness": _brightness,
     "rotate": _rotate,
     "flip": _flip,
+    "border": _border_solid,
+    "blurred border": _border_blur,
+    "letterbox": _letterbox,
+    "frame": _frame,
 }
 
 
@@ -139,26 +197,38 @@ class Score:
         return 2 * r * p / (r + p) if r + p > 0 else 0.0
 
 
-def make_photos(source: Path, folder: Path, originals: int, seed: int) -> Truth:
-    """Copy every photo into ``folder`` and add one transformed copy per original and transform."""
+def make_photos(source: Path, folder: Path, originals: int, seed: int, side: int | None = None) -> Truth:
+    """Copy every photo into ``folder`` and add one transformed copy per original and transform.
+
+    ``side``: every file (photo and copy) is then shrunk to this many px on its longer side."""
     files = sorted(p for p in source.iterdir() if p.is_file())
     rng = np.random.default_rng(seed)
     chosen = {files[i] for i in rng.choice(len(files), size=originals, replace=False)}
     source_of: dict[str, str] = {}
     transform_of: dict[str, str | None] = {}
     for path in files:
-        shutil.copyfile(path, folder / path.name)
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+        if side is None:
+            shutil.copyfile(path, folder / path.name)
+        else:
+            _shrunk(image, side).save(folder / path.name, format="JPEG", quality=95)
         source_of[path.name], transform_of[path.name] = path.name, None
         if path not in chosen:
             continue
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
         for name, transform in TRANSFORMS.items():
             copy, quality = transform(image, rng)
             copy_name = f"{path.stem}{SEPARATOR}{name}.jpg"
-            copy.save(folder / copy_name, format="JPEG", quality=quality)
+            (copy if side is None else _shrunk(copy, side)).save(folder / copy_name, format="JPEG", quality=quality)
             source_of[copy_name], transform_of[copy_name] = path.name, name
     return Truth(source_of, transform_of)
+
+
+def _shrunk(image: Image.Image, side: int) -> Image.Image:
+    scale = side / max(image.size)
+    return image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+    )
 
 
 def ingest(folder: Path, data_dir: Path, model: str) -> tuple[Collection, float, int]:
@@ -169,7 +239,34 @@ def ingest(folder: Path, data_dir: Path, model: str) -> tuple[Collection, float,
         results = services.ingestor().ingest(items, "bench")
     collection = load_collection(services, "bench")
     services.close()
-    return collection, t[0], sum(r.status == "stored" for r in results)
+    return (
+        Collection("bench", collection.images, np.array(collection.vectors)),
+        t[0],
+        sum(r.status == "stored" for r in results),
+    )
+
+
+def prepared(
+    source: Path, originals: int, seed: int, model: str, side: int | None, cache: Path | None
+) -> tuple[Truth, Collection, float, int, float, tuple[set[Pair], float] | None]:
+    """Make the files and ingest them, or read what an earlier run with the same arguments kept in
+    ``cache``: (truth, collection, ingest seconds, stored, hashing seconds, imagededup's pairs)."""
+    key = f"{model}-{originals}-{seed}-{side or 'full'}-{len(TRANSFORMS)}".replace(":", "_").replace("/", "_")
+    saved = cache / f"{key}.pkl" if cache else None
+    if saved is not None and saved.exists():
+        return pickle.loads(saved.read_bytes())
+    with tempfile.TemporaryDirectory(prefix="bench-dupq-") as root:
+        folder = Path(root) / "photos"
+        folder.mkdir()
+        truth = make_photos(source, folder, originals, seed, side)
+        collection, t_ingest, stored = ingest(folder, Path(root) / "data", model)
+        t_hash = hashing_seconds(folder)
+        external = imagededup_pairs(folder)
+    result = (truth, collection, t_ingest, stored, t_hash, external)
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_bytes(pickle.dumps(result))
+    return result
 
 
 def hashing_seconds(folder: Path) -> float:
@@ -340,28 +437,68 @@ def sweep(collection: Collection, truth: Truth, thresholds: Iterable[float]) -> 
     return table(headers, rows), best[1]
 
 
+def found_by(clusters: list[Cluster], collection: Collection, truth: Truth) -> dict[Pair, str]:
+    """For each true (photo, copy) pair in one cluster: what linked it (the link's test, or
+    'through the keeper' when neither is the keeper and they are no duplicates of each other)."""
+    name = dict(zip(collection.images["id"], collection.images["filename"], strict=True))
+    found = {}
+    for cluster in clusters:
+        for link in cluster.links:
+            pair = _ordered(name[link["a"]], name[link["b"]])
+            if truth.source[pair[0]] == truth.source[pair[1]] and None in (truth.transform[p] for p in pair):
+                found[pair] = link["via"] or "through the keeper"
+    return found
+
+
+def via_table(found: dict[Pair, str], truth: Truth) -> str:
+    """Share of each transform's true pairs found by each test."""
+    tests = ["same pixels", "pHash", "pHash inside borders", "cosine", "through the keeper"]
+    rows = []
+    for transform in TRANSFORMS:
+        pairs = truth.true_pairs(transform)
+        rows.append([transform, *(pct(sum(found.get(p) == t for p in pairs) / len(pairs)) for t in tests)])
+    return table(["copies", *tests], rows)
+
+
+def default_finder(model: str) -> DuplicateFinder:
+    """The finder the Duplicates page and the CLI use (settings' pHash threshold, model default)."""
+    return DuplicateFinder(near_threshold=DEFAULT_NEAR_THRESHOLD, semantic_threshold=default_semantic_threshold(model))
+
+
+def small_table(collection: Collection, truth: Truth, model: str) -> str:
+    """Every 32 px copy in one collection, at the defaults and with fixed semantic thresholds."""
+    finders = {"defaults (size-aware)": default_finder(model)}
+    for threshold in (0.85, 0.90, 0.93, 0.95, 0.97):
+        finders[f"semantic >= {threshold:.2f} for all"] = DuplicateFinder(
+            semantic_threshold=threshold, size_aware=False
+        )
+    rows = []
+    for label, finder in finders.items():
+        pairs, seconds = cluster_pairs(collection, finder)
+        s = score(pairs, truth, None)
+        false = len(cluster_pairs(subset(collection, truth.files(None)), finder)[0])
+        rows.append([label, pct(s.recall), f"{pct(s.precision)} ({s.predicted:,})", false, f"{seconds:.2f} s"])
+    return table(["thresholds", "recall", "precision (pairs)", "pairs among the photos alone", "find"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path, nargs="?", default=DEFAULT_PHOTOS)
     parser.add_argument("--originals", type=int, default=200)
+    parser.add_argument("--small-originals", type=int, default=100, help="photos with copies in the 32 px case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="VAD_MODEL name, e.g. ViT-B-32:openai where CLIP loads")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the ingested collections here for reruns")
+    parser.add_argument("--sweep", action="store_true", help="also sweep the semantic threshold (slow)")
     args = parser.parse_args()
     threshold = default_semantic_threshold(args.model)
 
-    with tempfile.TemporaryDirectory(prefix="bench-dupq-") as root:
-        folder = Path(root) / "photos"
-        folder.mkdir()
-        truth = make_photos(args.photos, folder, args.originals, args.seed)
-        n_files = len(truth.source)
-        print(f"{n_files} files: {len(truth.files(None))} photos, {args.originals} of them x {len(TRANSFORMS)} copies")
-        collection, t_ingest, stored = ingest(folder, Path(root) / "data", args.model)
-        t_hash = hashing_seconds(folder)
-        external = imagededup_pairs(folder)
-
-    finders = {
-        label: DuplicateFinder(semantic_threshold=threshold, levels=levels) for label, levels in LEVEL_SETS.items()
-    }
+    truth, collection, t_ingest, stored, t_hash, external = prepared(
+        args.photos, args.originals, args.seed, args.model, None, args.cache
+    )
+    n_files = len(truth.source)
+    print(f"{n_files} files: {len(truth.files(None))} photos, {args.originals} of them x {len(TRANSFORMS)} copies")
+    finders = {label: replace(default_finder(args.model), levels=levels) for label, levels in LEVEL_SETS.items()}
     runs = {label: per_transform(collection, truth, finder) for label, finder in finders.items()}
     photos_only = subset(collection, truth.files(None))
     false_pairs = {label: len(cluster_pairs(photos_only, finder)[0]) for label, finder in finders.items()}
@@ -377,14 +514,26 @@ def main() -> None:
     print(quality_table(runs, truth, false_pairs))
     print("\nevery copy in one collection\n")
     print(together_table(together, truth))
+    print("\nwhat linked each (photo, copy) pair, every copy in one collection, all levels\n")
+    print(via_table(found_by(default_finder(args.model).find(collection), collection, truth), truth))
     print("\nhow far each transform moves a photo\n")
     print(similarity_table(collection, truth))
     print("\n" + timing_table(times, n_files, stored, t_ingest, t_hash))
-    sweep_table, best = sweep(collection, truth, SWEEP)
-    print(
-        f"\nsemantic threshold sweep ({args.model}, one transform at a time, pooled); best semantic F1 at {best:.2f}\n"
+    print(f"\npeak RSS after the full-size case: {peak_rss_mb():,.0f} MB")
+    if args.sweep:
+        sweep_table, best = sweep(collection, truth, SWEEP)
+        print(f"\nsemantic threshold sweep ({args.model}, one transform at a time, pooled); best F1 at {best:.2f}\n")
+        print(sweep_table)
+
+    small_truth, small, t_small, small_stored, _, _ = prepared(
+        args.photos, args.small_originals, args.seed, args.model, SMALL_SIDE, args.cache
     )
-    print(sweep_table)
+    print(
+        f"\n{len(small_truth.source)} files of {SMALL_SIDE} px: {len(small_truth.files(None))} photos, "
+        f"{args.small_originals} of them x {len(TRANSFORMS)} copies, all in one collection "
+        f"(ingest {t_small:.0f} s, {small_stored} stored)\n"
+    )
+    print(small_table(small, small_truth, args.model))
     print(f"\npeak RSS: {peak_rss_mb():,.0f} MB")
 
 

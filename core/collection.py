@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.graph import GRAPH_K, GraphStore, NeighbourGraph, build
+from core.hashing import content_of
 from core.images import ImageLimits, decode, open_rgb
 from core.index import vector_cache_root
 from core.jobs import JobContext, JobFunction
@@ -68,8 +69,8 @@ def load_collection(services: Services | AnalysisServices, user: str) -> Collect
         return Collection(user, columns, np.zeros((0, services.index.dimension), "f4"))
     if "quality" not in images:
         images["quality"] = None
-    if _backfill_quality(services, user, images):
-        snapshot = cache.load(user)  # the stats were written to the index, and so to the cache
+    if _backfill_quality(services, user, images) | _backfill_content_phash(services, user, images):
+        snapshot = cache.load(user)  # the new fields were written to the index, and so to the cache
         images = snapshot.rows.copy()
     return from_snapshot(user, snapshot, _graphs(services), images)
 
@@ -169,6 +170,35 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
         services.index.set_payload(user, [row["id"]], {"quality": stats})
         written = True
     return written
+
+
+def _backfill_content_phash(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
+    """Hash and measure the picture inside any border of images stored before ``content_phash``
+    and ``content_size`` were recorded.
+
+    From the stored original, decoded as ingest decodes it. An unreadable original gets the full
+    pHash (a picture without a border has the same), so it is not read again on every load."""
+    for column in ("content_phash", "content_size"):
+        if column not in images:
+            images[column] = None
+    missing = images.index[[not (isinstance(h, str) and h) for h in images["content_phash"]]]
+    if len(missing) == 0:
+        return False
+    settings = services.settings
+    limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
+    for position in missing:
+        row = images.loc[position]
+        try:
+            decoded = decode(services.store.get(row["original_key"]), limits)
+            content = content_of(decoded.image, decoded.width, decoded.height)
+            values = {"content_phash": content.phash, "content_size": [content.width, content.height]}
+        except Exception:  # an unreadable original: fall back to the whole picture
+            log.warning("no content pHash for %s; using its pHash", row["id"], exc_info=True)
+            values = {"content_phash": row["phash"], "content_size": [int(row["width"]), int(row["height"])]}
+        for key, value in values.items():
+            images.at[position, key] = value
+        services.index.set_payload(user, [row["id"]], values)
+    return True
 
 
 __all__ = ["STAT_COLUMNS", "Collection", "load_collection"]

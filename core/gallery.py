@@ -22,7 +22,7 @@ from core.anomalies import DEFAULT_K, anomaly_report, cached_scores
 from core.cache import ResultCache
 from core.collection import Collection
 from core.duplicates import Cluster, default_semantic_threshold, duplicate_report
-from core.hashing import phash_hex
+from core.hashing import content_of, phash_hex
 from core.images import decode, thumbnail_bytes
 from core.index import SearchHit, vector_cache_root
 from core.quality import CHECKS, run_checks, stats_frame
@@ -487,6 +487,8 @@ def re_embed(services: Services, user: str, image_id: str) -> bool:
     decoded = decode(services.store.get(record.payload["original_key"]), services.limits)
     record.vector = services.embedder.embed_images([decoded.image])[0]
     record.payload["phash"] = phash_hex(decoded.image)
+    content = content_of(decoded.image, decoded.width, decoded.height)
+    record.payload["content_phash"], record.payload["content_size"] = content.phash, [content.width, content.height]
     services.index.upsert([record])
     return True
 

@@ -109,6 +109,8 @@ class _Candidate:
     image_id: str
     decoded: PreparedImage | None = None
     phash: str = ""
+    content_phash: str = ""
+    content_size: tuple[int, int] = (0, 0)
     pixel_sha256: str = ""
     quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes = b""
@@ -117,6 +119,8 @@ class _Candidate:
     def take(self, prepared: PreparedImage) -> None:
         self.decoded = prepared
         self.phash = prepared.phash
+        self.content_phash = prepared.content_phash
+        self.content_size = prepared.content_size
         self.pixel_sha256 = prepared.pixel_sha256
         self.quality = prepared.quality
         self.thumbnail = prepared.thumbnail
@@ -581,6 +585,8 @@ class Ingestor:
             "source_path": candidate.item.path,
             "sha256": candidate.sha256,
             "phash": candidate.phash,
+            "content_phash": candidate.content_phash,
+            "content_size": list(candidate.content_size),
             "pixel_sha256": candidate.pixel_sha256,
             "quality": candidate.quality,
             "width": decoded.width,

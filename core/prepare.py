@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.hashing import phash_hex, pixel_sha256
+from core.hashing import content_of, phash_hex, pixel_sha256
 from core.images import FormatInfo, ImageLimits, ImageRejected, decode, thumbnail_bytes
 from core.quality import image_stats
 
@@ -47,6 +47,10 @@ class PreparedImage(FormatInfo):
     pixel_sha256: str
     quality: dict[str, float]
     thumbnail: bytes
+    #: pHash of the picture inside any border, letterbox bars or frame (``core.hashing.content_box``).
+    content_phash: str = ""
+    #: Width and height (original pixels) of that picture inside any border.
+    content_size: tuple[int, int] = (0, 0)
     #: Time the worker spent on this file (decode to model input).
     seconds: float = 0.0
     pixels: np.ndarray | None = field(default=None, repr=False)
@@ -59,11 +63,14 @@ def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | 
     decoded = decode(data, limits)
     working = decoded.image
     pixels = transform.pixels(working) if transform is not None else None
+    content = content_of(working, decoded.width, decoded.height)
     return PreparedImage(
         width=decoded.width,
         height=decoded.height,
         format=decoded.format,
         phash=phash_hex(working),
+        content_phash=content.phash,
+        content_size=(content.width, content.height),
         pixel_sha256=pixel_sha256(working),
         quality=image_stats(working),
         thumbnail=thumbnail_bytes(decoded),

@@ -1,5 +1,5 @@
-"""core.duplicates: exact / near / semantic clusters, keepers, complete-linkage splitting,
-remembered 'not duplicates' and per-user scoping.
+"""core.duplicates: exact / near / semantic clusters, keeper-centred clusters, the pHash inside
+borders, the size-aware semantic threshold, remembered 'not duplicates' and per-user scoping.
 
 Exact and near duplicates go through the real ingest pipeline (local store, embedded index, tiny
 random CLIP). The tiny model's vectors are meaningless (every pair has cosine > 0.99), so the
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import encode, ingest_files, pattern, synthetic_collection, tiny_services, unit_rows
+from helpers import REAL_PHOTOS, encode, ingest_files, pattern, synthetic_collection, tiny_services, unit_rows
 from PIL import Image, ImageDraw
 
 from core import duplicates
@@ -37,6 +37,7 @@ from core.services import Services
 
 ALICE, BOB = "alice", "bob"
 NO_SEMANTIC = ("exact", "near")  # tiny:random puts every pair above any sensible cosine threshold
+BORDER_TRANSFORMS = ("border", "blurred border", "letterbox", "frame")
 
 
 def base_picture() -> Image.Image:
@@ -286,22 +287,42 @@ def test_keeper_order_ranks_all_rows() -> None:
     assert reason.startswith("same pixels and file size, oldest")
 
 
-# --- chains are split ---------------------------------------------------------------------------
+# --- clusters are stars around a keeper ------------------------------------------------------------
+# Since issue 13 a cluster is the keeper and its duplicates (every member a duplicate of the keeper),
+# not a complete-linkage group (every pair a duplicate): complete linkage cut an original's reframed
+# copies away from it whenever two copies were not duplicates of each other. The chain tests below
+# used to require that the ends of A~B~C never meet; they now require that no cluster reaches past
+# its keeper's own duplicates.
 
 
-def test_phash_chain_does_not_join_its_ends() -> None:
+def test_phash_chain_becomes_a_star_around_its_middle() -> None:
     far_apart = synthetic_collection(np.eye(8)).images["phash"].tolist()
     a = int(far_apart[0], 16)
     phashes = [f"{a:016x}", f"{a ^ 0x3F:016x}", f"{a ^ 0xFFF:016x}", *far_apart[3:]]  # 0 - 6 - 12 bits
     assert [phash_distance(phashes[0], p) for p in phashes[1:3]] == [6, 12]
     collection = synthetic_collection(np.eye(8), phash=phashes)
     a_id, b_id, c_id = collection.images["id"][:3]
+    (cluster,) = DuplicateFinder(near_threshold=8).find(collection)
+    assert cluster.keeper == b_id and set(cluster.members) == {a_id, b_id, c_id}
+    assert cluster.keeper_reason.startswith("the one image all the others duplicate")
+    levels = {frozenset((link["a"], link["b"])): link["level"] for link in cluster.links}
+    assert levels == {frozenset((a_id, b_id)): "near", frozenset((b_id, c_id)): "near", frozenset((a_id, c_id)): None}
+
+
+def test_phash_chain_of_four_never_joins_images_two_links_apart() -> None:
+    far_apart = synthetic_collection(np.eye(8)).images["phash"].tolist()
+    a = int(far_apart[0], 16)
+    steps = [0, 0x3F, 0xFFF, 0x3FFFF]  # 0 - 6 - 12 - 18 bits from the first
+    collection = synthetic_collection(np.eye(8), phash=[*(f"{a ^ s:016x}" for s in steps), *far_apart[4:]])
+    ids = list(collection.images["id"][:4])
     clusters = DuplicateFinder(near_threshold=8).find(collection)
-    assert all(not {a_id, c_id} <= set(c.members) for c in clusters)
-    assert member_sets(clusters) in ([{a_id, b_id}], [{b_id, c_id}])
+    assert len(clusters) == 1 and len(clusters[0].members) == 3
+    for cluster in clusters:
+        chain = sorted(ids.index(m) for m in cluster.members)
+        assert chain[-1] - chain[0] == 2 and ids.index(cluster.keeper) == chain[1]
 
 
-def test_chain_of_vectors_on_a_circle_is_split_into_true_duplicates() -> None:
+def test_chain_of_vectors_on_a_circle_is_cut_into_stars() -> None:
     step = np.radians(20)  # neighbours: cos 20° = 0.940; two steps apart: cos 40° = 0.766
     angles = step * np.arange(8)
     vectors = np.zeros((8, 16))
@@ -312,15 +333,14 @@ def test_chain_of_vectors_on_a_circle_is_split_into_true_duplicates() -> None:
     assert clusters, "consecutive points are duplicates"
     position = {image_id: i for i, image_id in enumerate(collection.images["id"])}
     for cluster in clusters:
-        members = [position[m] for m in cluster.members]
-        assert len(members) == 2
-        assert abs(members[0] - members[1]) == 1  # never two steps apart
+        keeper = position[cluster.keeper]
+        assert all(abs(position[m] - keeper) <= 1 for m in cluster.members)  # only the keeper's neighbours
         assert cluster.min_similarity >= threshold - 1e-6
     seen = [m for c in clusters for m in c.members]
     assert len(seen) == len(set(seen))  # each image in at most one cluster
 
 
-def test_every_pair_inside_a_cluster_is_a_duplicate() -> None:
+def test_every_member_is_a_duplicate_of_the_keeper() -> None:
     rng = np.random.default_rng(5)
     centre = unit_rows(rng.normal(size=(1, 16)))[0].astype(np.float64)
     vectors = np.array([rotated(centre, rng.normal(size=16), c) for c in np.linspace(0.955, 0.999, 25)])
@@ -331,9 +351,41 @@ def test_every_pair_inside_a_cluster_is_a_duplicate() -> None:
     position = {image_id: i for i, image_id in enumerate(collection.images["id"])}
     for cluster in clusters:
         rows = [position[m] for m in cluster.members]
-        for x, y in combinations(rows, 2):
-            assert normalised[x] @ normalised[y] >= threshold - 1e-5
+        assert all(normalised[rows[0]] @ normalised[r] >= threshold - 1e-5 for r in rows[1:])
         assert len(cluster.links) == len(rows) * (len(rows) - 1) // 2
+        for link in cluster.links:
+            assert (link["level"] is not None) == (
+                normalised[position[link["a"]]] @ normalised[position[link["b"]]] >= threshold
+            )
+
+
+def test_original_keeps_every_copy_even_when_copies_are_not_duplicates_of_each_other() -> None:
+    """An original, four copies that each moved another way (cosine 0.90 to it, 0.81 to each other)
+    and a letterboxed copy with more pixels found by its content pHash only: one cluster, kept
+    around the original. Complete linkage made several clusters here."""
+    rng = np.random.default_rng(8)
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0].T
+    original = basis[0]
+    vectors = [original, *(0.9 * original + np.sqrt(1 - 0.81) * basis[i] for i in range(1, 5)), basis[5], *basis[6:12]]
+    template = synthetic_collection(np.array(vectors))
+    phashes = list(template.images["phash"])
+    content = list(phashes)
+    content[5] = f"{int(phashes[0], 16) ^ 0b111:016x}"  # the letterboxed copy: its picture is the original's
+    widths, heights = [640] * 12, [480] * 12
+    widths[5] = 853  # 16:9, more pixels than the original
+    collection = synthetic_collection(
+        np.array(vectors), phash=phashes, content_phash=content, width=widths, height=heights
+    )
+    ids = list(collection.images["id"])
+    clusters = DuplicateFinder(semantic_threshold=0.85).find(collection)
+    assert [set(c.members) for c in clusters] == [set(ids[:6])]
+    (cluster,) = clusters
+    assert cluster.keeper == ids[0]
+    via = {frozenset((link["a"], link["b"])): link["via"] for link in cluster.links}
+    assert via[frozenset((ids[0], ids[5]))] == "pHash inside borders"
+    assert all(via[frozenset((ids[0], ids[i]))] == "cosine" for i in range(1, 5))
+    assert via[frozenset((ids[1], ids[2]))] is None  # two copies: no duplicates of each other
+    assert cluster.min_similarity == pytest.approx(0.0, abs=0.05) or cluster.min_similarity < 0.85
 
 
 # --- remembered "not duplicates", users, frame, thresholds --------------------------------------
@@ -480,3 +532,92 @@ def test_fewer_than_two_images_have_no_clusters(services: Services) -> None:
     assert duplicate_report(services, ALICE) == []
     ingest_files(services, ALICE, {"one.png": encode(base_picture(), "PNG")})
     assert duplicate_report(services, ALICE, semantic_threshold=-1.0) == []
+
+
+# --- size-aware semantic threshold ------------------------------------------------------------------
+
+
+def test_small_images_get_a_stricter_semantic_threshold() -> None:
+    assert duplicates.small_image_threshold(0.85, 640) == 0.85
+    assert duplicates.small_image_threshold(0.85, duplicates.SMALL_SIDE) == 0.85
+    assert duplicates.small_image_threshold(0.85, 100) == pytest.approx(1 - 0.15 * 100 / 112)
+    tiny = duplicates.small_image_threshold(0.85, 32)
+    assert tiny == pytest.approx(1 - 0.15 * 0.67) and tiny == duplicates.small_image_threshold(0.85, 8)
+
+
+def test_a_pair_of_small_images_needs_the_stricter_threshold() -> None:
+    """Pairs at cosine 0.895: the 640 px pair is a duplicate at 0.85, the 32 px pair is not
+    (unless the size rule is off); a 32 px image with a 640 px one takes the stricter of the two."""
+    rng = np.random.default_rng(21)
+    vectors = unit_rows(rng.normal(size=(8, 32))).astype(np.float64)
+    vectors[1] = rotated(vectors[0], vectors[1], 0.895)
+    vectors[3] = rotated(vectors[2], vectors[3], 0.895)
+    vectors[5] = rotated(vectors[4], vectors[5], 0.895)
+    sides = [640, 640, 32, 32, 640, 32, 640, 640]
+    collection = synthetic_collection(vectors, width=sides, height=sides)
+    ids = list(collection.images["id"])
+    finder = DuplicateFinder(semantic_threshold=0.85, levels=("semantic",))
+    assert member_sets(finder.find(collection)) == [{ids[0], ids[1]}]
+    loose = DuplicateFinder(semantic_threshold=0.85, levels=("semantic",), size_aware=False)
+    assert sorted(map(sorted, member_sets(loose.find(collection)))) == sorted(
+        sorted(pair) for pair in ([ids[0], ids[1]], [ids[2], ids[3]], [ids[4], ids[5]])
+    )
+    thresholds = finder.thresholds(collection.images)
+    assert thresholds.small == 3
+    assert thresholds.describe().startswith("Semantic threshold 0.85; up to 0.8995 for the 3 image(s) under 112 px")
+    assert DuplicateFinder(semantic_threshold=0.85).thresholds(collection.images.iloc[:2]).describe() == (
+        "Semantic threshold 0.85"
+    )
+
+
+# --- borders, letterbox bars and frames, through the real pipeline -----------------------------------
+
+
+def real_photo_files(count: int) -> dict[str, bytes]:
+    """``count`` sample photos (as 320 px JPEGs) and their border, blurred border, letterbox and
+    frame copies, built by the benchmark's own transforms."""
+    from bench.duplicates_quality import TRANSFORMS
+
+    photos = sorted(REAL_PHOTOS.glob("*.JPEG"))[:count] if REAL_PHOTOS.is_dir() else []
+    if len(photos) < count:
+        pytest.skip(f"no sample photos in {REAL_PHOTOS}")
+    rng = np.random.default_rng(0)
+    files = {}
+    for path in photos:
+        with Image.open(path) as opened:
+            photo = opened.convert("RGB")
+        photo.thumbnail((320, 320))
+        files[f"{path.stem}.jpg"] = encode(photo, "JPEG", quality=95)
+        for name in BORDER_TRANSFORMS:
+            copy, quality = TRANSFORMS[name](photo, rng)
+            files[f"{path.stem}__{name}.jpg"] = encode(copy, "JPEG", quality=quality)
+    return files
+
+
+def test_copies_with_borders_letterbox_and_frames_are_near_duplicates(services: Services) -> None:
+    ids = ingest_files(services, ALICE, real_photo_files(4))
+    names = {image_id: name for name, image_id in ids.items()}
+    clusters = duplicate_report(services, ALICE, levels=NO_SEMANTIC)
+    photos = sorted({name.split("__")[0].removesuffix(".jpg") for name in ids})
+    assert sorted(names[c.keeper].removesuffix(".jpg") for c in clusters) == photos  # one cluster per photo
+    for cluster in clusters:
+        stem = names[cluster.keeper].removesuffix(".jpg")
+        assert {names[m] for m in cluster.members} == {f"{stem}.jpg", *(f"{stem}__{t}.jpg" for t in BORDER_TRANSFORMS)}
+        keeper_links = [link for link in cluster.links if cluster.keeper in (link["a"], link["b"])]
+        assert all(link["level"] == "near" for link in keeper_links)
+        assert any(link["via"] == "pHash inside borders" for link in keeper_links)
+
+
+def test_content_phash_is_stored_at_ingest_and_backfilled_for_older_images(data_dir: Path) -> None:
+    with tiny_services(data_dir) as services:
+        ids = ingest_files(services, ALICE, photo_files())
+        stored = payloads(services, ALICE)
+        assert all(len(p["content_phash"]) == 16 for p in stored.values())
+        old = [ids["original.png"], ids["smaller.jpg"]]
+        services.index.set_payload(ALICE, old, {"content_phash": None})
+        images = load_collection(services, ALICE).images.set_index("filename")
+        for name in ("original.png", "smaller.jpg"):
+            assert images.loc[name, "content_phash"] == stored[name]["content_phash"]  # as ingest hashed it
+    with tiny_services(data_dir) as services:  # persisted: not measured again
+        again = payloads(services, ALICE)
+        assert {n: p["content_phash"] for n, p in again.items()} == {n: p["content_phash"] for n, p in stored.items()}
