@@ -37,7 +37,7 @@ def test_delete_others_asks_first(app_env):
     assert not at.exception
     assert "**Cluster 1** · near · 2 images" in texts(at)
     assert not [b for b in at.button if b.label == "Delete others"], "a popover, not a button that deletes"
-    assert "Deletes **1** image(s) for good:" in texts(at) and "- copy.jpg" in texts(at)
+    assert "Moves **1** image(s) to the trash (Undo in the sidebar):" in texts(at) and "- copy.jpg" in texts(at)
     at.button(key="dup_del_1").click()  # the popover's own confirmation button
     at.run()
     assert "No duplicates at these settings" in texts(at)
