@@ -48,14 +48,14 @@ def undo_notice() -> None:
 def delete_action(page: str) -> viewer.ViewerAction:
     """The viewer's D key: move the image to the trash (asked first; Undo in the sidebar after)."""
 
-    def delete(image_id: str) -> None:
+    def move(image_id: str) -> None:
         with ui.track("delete", page=page, images=1, source="viewer"):
             delete(ui.scope_user(), [image_id])
 
     return viewer.ViewerAction(
         "D",
         "Move to trash",
-        delete,
+        move,
         icon=":material/delete:",
         confirm="Move this image to the trash? You can undo it from the sidebar.",
         removes=True,

@@ -244,7 +244,9 @@ def card_grid(
     rows = list(rows)
     listed = rows if viewer_rows is None else list(viewer_rows)
     positions = {r.get("id"): i for i, r in enumerate(listed)}
-    token = hashlib.blake2b("\n".join(str(r.get("id")) for r in listed).encode(), digest_size=4).hexdigest()
+    # The same images may show in two grids of one page (e.g. two tabs): the card function tells them apart.
+    seed = "\n".join([getattr(render, "__qualname__", ""), *(str(r.get("id")) for r in listed)])
+    token = hashlib.blake2b(seed.encode(), digest_size=4).hexdigest()
     for start in range(0, len(rows), columns):
         cells = st.columns(columns, gap="small")
         for offset, row in enumerate(rows[start : start + columns]):
