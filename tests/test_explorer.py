@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -221,12 +223,15 @@ def test_explorer_page(app_env):
     open_page(at, "explorer")
     assert not at.exception
     assert at.get("plotly_chart"), "the map is drawn"
-    assert "Drag a box or a lasso" in texts(at)
-    at.selectbox(key="exp_color").set_value("anomaly score")
-    at.run()
+    assert "Drag a box or a lasso" in texts(at) and "Click a point to see its image" in texts(at)
+    assert "drawn as points" not in texts(at), "12 images: every one is a point, nothing to explain"
+    for colour in ("anomaly score", "split", "label"):
+        at.selectbox(key="exp_color").set_value(colour)
+        at.run()
+        assert not at.exception, colour
     at.segmented_control(key="exp_dims").set_value("3D")
     at.run()
-    assert not at.exception and "Selection works in the 2D view" in texts(at)
+    assert not at.exception and "Clicking and selecting work in the 2D view" in texts(at)
     at.number_input(key="exp_max").set_value(1000)
     at.run()
     assert not at.exception
@@ -234,9 +239,25 @@ def test_explorer_page(app_env):
     at.text_input(key="exp_locate").input("e3.png")
     at.run()
     assert not at.exception and "★ marks e3.png." in texts(at)
+    at.text_input(key="exp_locate").input("E1")  # part of a name, any case: e1.png, e10.png, e11.png
+    at.run()
+    assert "★ marks 3 images." in texts(at)
     at.text_input(key="exp_locate").input("nowhere.png")
     at.run()
-    assert "No image named 'nowhere.png' in this collection." in texts(at)
+    assert "No image named 'nowhere.png' (or with it in its name) here." in texts(at)
+    at.text_input(key="exp_locate").input("")
+    at.run()
+    points = [trace for trace in drawn_figure(at)["data"] if trace.get("name") != "located"]
+    assert all("%{customdata[1]:.2f}" in t["hovertemplate"] for t in points), "hover numbers are rounded"
+    ids = [row[0] for trace in points for row in trace["customdata"]][:2]  # each point carries its image id
+    at.session_state["explorer_highlight"] = {"ids": ids, "what": "search results"}
+    at.run()
+    assert not at.exception and "★ marks 2 search results." in texts(at)
+
+
+def drawn_figure(at) -> dict:
+    """The Plotly figure the page sent to the browser."""
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
 
 
 def test_cli_project_writes_the_page_coordinates(tmp_path):
