@@ -20,6 +20,7 @@ image (UMAP on a stratified sample, the rest placed from the graph).
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from pathlib import Path
 
@@ -185,6 +186,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="cache folder (default: a temporary one)")
     args = parser.parse_args()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("core.explorer").setLevel(logging.INFO)  # the explorer's fit / place split
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="vad-scale-"))
     rng = np.random.default_rng(args.seed)

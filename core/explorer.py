@@ -16,6 +16,7 @@ The page draws a point budget of them and shows the rest as a density layer.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -215,13 +216,22 @@ def label_strata(images: pd.DataFrame) -> np.ndarray | None:
 def projection_frame(collection: Collection, params: ProjectionParams) -> pd.DataFrame:
     """Coordinates (x, y[, z]) of every image, with id, filename and ``fitted`` (True: in UMAP's
     fit; False: placed from the neighbour graph)."""
-    n = len(collection)
+    n, started = len(collection), time.perf_counter()
     rows = stratified_sample(collection.vectors, params.max_points, params.seed, label_strata(collection.images))
     if len(rows) == n:
         coordinates = project(np.asarray(collection.vectors), params, collection.neighbours(params.n_neighbors))
     else:
         fitted = project(np.asarray(collection.vectors[rows]), params)
-        coordinates = place(collection.neighbours(), rows, fitted, collection.vectors)
+        graph = collection.neighbours()
+        placing = time.perf_counter()
+        coordinates = place(graph, rows, fitted, collection.vectors)
+        log.info(
+            "explorer: sampled and fitted %d by UMAP in %.1f s, %d placed from the graph in %.1f s",
+            len(rows),
+            placing - started,
+            n - len(rows),
+            time.perf_counter() - placing,
+        )
     frame = collection.images[["id", "filename"]].reset_index(drop=True)
     for axis, name in enumerate("xyz"[: params.dims]):
         frame[name] = coordinates[:, axis]
