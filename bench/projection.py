@@ -252,10 +252,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_app(data_dir: Path, log_path: Path) -> Iterator[tuple[str, int]]:
+def streamlit_app(data_dir: Path, log_path: Path, model: str = MODEL) -> Iterator[tuple[str, int]]:
     """``streamlit run app/main.py`` on a free port; yields (url, pid); kills its process group."""
     port = free_port()
-    env = {**os.environ, "VAD_DATA_DIR": str(data_dir), "VAD_MODEL": MODEL, "VAD_DEVICE": "cpu"}
+    env = {**os.environ, "VAD_DATA_DIR": str(data_dir), "VAD_MODEL": model, "VAD_DEVICE": "cpu"}
     for name in ("VAD_QDRANT_URL", "VAD_S3_ENDPOINT", "VAD_ADMIN_USER", "VAD_ADMIN_PASSWORD"):
         env.pop(name, None)
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port)]
