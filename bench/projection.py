@@ -322,7 +322,10 @@ def leave_explorer(page: Any) -> None:
 
 def change_point_size(page: Any) -> float:
     """Seconds from one ArrowRight on the point-size slider (6 -> 7) to the redrawn plot."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text="Point size").get_by_role("slider")
+    slider = page.get_by_test_id("stSlider").filter(has_text="Point size")
+    if not slider.count() or not slider.first.is_visible():  # it lives in the "Map settings" popover
+        page.get_by_test_id("stPopover").get_by_role("button").filter(has_text="Map settings").click()
+    thumb = slider.get_by_role("slider")
     thumb.focus()
     before = page.evaluate(MARKER_SIZE_JS)
     with timer() as t:

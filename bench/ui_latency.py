@@ -47,6 +47,7 @@ PASSWORD = "bench-password-1"
 CLICK_TARGET_S = 1.0
 VISIT_TARGET_S = 3.0
 ACTION_TIMEOUT_MS = 120_000
+WARM_UP_TIMEOUT_MS = 900_000
 DUPLICATE_PAIRS = 100
 OUTLIERS = 40
 DARK_SHARE = 0.01
@@ -191,7 +192,9 @@ def actions() -> list[Action]:
             "checkbox",
             "select an image",
             lambda p: first_visible(
-                p.get_by_role("checkbox", name="Select"), p.locator("[class*='st-key-select_'] label")
+                p.locator("[class*='st-key-select_'] [data-testid='stCheckbox'] label"),
+                p.locator("[class*='st-key-select_'] [data-testid='stCheckbox']"),
+                p.locator("[class*='st-key-select_']"),
             ),
         ),
         Action(
@@ -285,20 +288,24 @@ def actions() -> list[Action]:
     ]
 
 
-def go_to(page: Any, name: str) -> float:
+def go_to(page: Any, name: str, timeout_ms: int = ACTION_TIMEOUT_MS) -> float:
     """Open ``name`` from the sidebar; seconds from the click to the end of its first run."""
     link = page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name)
-    return timed(page, link)
+    seconds = timed(page, link, timeout_ms=timeout_ms)
+    print(f"  {name}: {seconds:.2f} s", flush=True)
+    return seconds
 
 
-def timed(page: Any, target: Any, then: Callable[[Any], None] | None = None) -> float:
+def timed(
+    page: Any, target: Any, then: Callable[[Any], None] | None = None, timeout_ms: int = ACTION_TIMEOUT_MS
+) -> float:
     """Seconds from acting on ``target`` to the end of the run it caused."""
     page.evaluate("() => { window.__vad.actedAt = null; window.__vad.runs = []; }")
     if then is None:
         target.click()
     else:
         then(target)
-    page.wait_for_function(RUN_DONE_JS, timeout=ACTION_TIMEOUT_MS, polling=20)
+    page.wait_for_function(RUN_DONE_JS, timeout=timeout_ms, polling=20)
     return float(page.evaluate(ELAPSED_JS))
 
 
@@ -335,14 +342,16 @@ def measure(url: str, repeats: int, screenshots: Path | None) -> tuple[dict[str,
         page = warm.new_page()
         page.set_default_timeout(ACTION_TIMEOUT_MS)
         sign_in(page, url)
-        for name in PAGES[1:]:  # computes and caches every analysis, as an earlier visit would
-            go_to(page, name)
+        print("warm-up (computes and caches every analysis, as an earlier visit would):", flush=True)
+        for name in PAGES[1:]:
+            go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
         warm.close()
 
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         context.add_init_script(OBSERVER_JS)
         page = context.new_page()
         page.set_default_timeout(ACTION_TIMEOUT_MS)
+        print("first visits after sign-in:", flush=True)
         visits["Gallery (sign-in)"] = sign_in(page, url)
         for name in PAGES[1:]:
             visits[name] = go_to(page, name)
@@ -366,6 +375,7 @@ def run_action(page: Any, action: Action, repeats: int) -> None:
             return
         try:
             action.samples.append(timed(page, target, action.then))
+            print(f"  {action.page} / {action.name}: {action.samples[-1]:.2f} s", flush=True)
         except Exception as exc:  # the page changed under the bench: say so, measure the rest
             action.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
             return

@@ -58,10 +58,12 @@ if count < MIN_IMAGES:
     )
     st.stop()
 
-top = st.columns([1, 2, 2, 1, 2], vertical_alignment="bottom")
+top = st.columns([1, 2, 2], vertical_alignment="bottom")
 dims = 3 if top[0].segmented_control("View", ["2D", "3D"], default="2D", key="exp_dims", required=True) == "3D" else 2
 color = top[1].selectbox("Colour by", COLOR_OPTIONS, key="exp_color")
-with top[4].popover("Projection settings", icon=":material/tune:", width="stretch"):
+with top[2].popover("Map settings", icon=":material/tune:", width="stretch"):
+    size = st.slider("Point size", 2, 14, 6, key="exp_size")
+    opacity = st.slider("Opacity", 0.1, 1.0, 0.8, 0.05, key="exp_opacity")
     n_neighbors = st.slider(
         "Neighbours (n_neighbors)", 2, 100, 15, key="exp_neighbors", help="Small: fine local detail; large: the shape."
     )
@@ -88,16 +90,13 @@ with top[4].popover("Projection settings", icon=":material/tune:", width="stretc
         key="exp_budget",
         help="Above this, the other images are drawn as density (grey cells) so the browser stays fast.",
     )
-size = top[2].slider("Point size", 2, 14, 6, key="exp_size")
-opacity = top[3].slider("Opacity", 0.1, 1.0, 0.8, 0.05, key="exp_opacity")
 
 params = ProjectionParams(
     dims=dims, n_neighbors=n_neighbors, min_dist=min_dist, seed=int(seed), max_points=int(max_points)
 )
 version = ui.data_version(user)
-with st.status(f"Projecting {count:,} images and scoring them (once; then cached)…", expanded=False) as status:
+with st.spinner(f"Projecting {count:,} images and scoring them (once; then cached)…"):
     data = _data(id(services), user, version, count, params, color)
-    status.update(label=f"Projected {len(data):,} images", state="complete")
 drawn = _drawn(id(data), data, int(budget), int(seed))
 ui.graph_panel(user, "explorer")
 
@@ -116,7 +115,7 @@ def describe(data: pd.DataFrame, drawn: np.ndarray) -> str | None:
 
 
 if note := describe(data, drawn):
-    st.info(note + " Change the limits in Projection settings.", icon=":material/info:")
+    st.info(note + " Change the limits in Map settings.", icon=":material/info:")
 
 
 def highlighted(data: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -159,6 +158,7 @@ def figure_of(points: pd.DataFrame, rest: pd.DataFrame, stars: pd.DataFrame) -> 
         kwargs["color_continuous_scale"] = "Plasma"
     else:  # images without a value stay in the background
         kwargs["color_discrete_map"] = dict.fromkeys(NO_VALUE.values(), GREY)
+        kwargs["color_discrete_sequence"] = px.colors.qualitative.Bold
     if dims == 2:
         figure = px.scatter(points, x="x", y="y", render_mode="webgl", **kwargs)
     else:
@@ -250,10 +250,12 @@ def selection_actions(chosen: list[dict]) -> None:
 @st.fragment
 def explorer_map(data: pd.DataFrame, drawn: np.ndarray) -> None:
     """The map, the clicked point and the selection: a click or a selection reruns only this."""
-    stars, what = highlighted(data)
+    search, said = st.columns([3, 2], vertical_alignment="bottom")
+    with search:
+        stars, what = highlighted(data)
     if what:
         more = f" (the first {MAX_STARS:,})" if len(stars) > MAX_STARS else ""
-        st.caption(f"★ marks {what}{more}.")
+        said.caption(f"★ marks {what}{more}.")
     points, rest = data[drawn], data[~drawn]
     figure = figure_of(points, rest, stars.head(MAX_STARS))
     if dims == 3:
