@@ -184,7 +184,7 @@ def figure_of(points: pd.DataFrame, rest: pd.DataFrame, stars: pd.DataFrame) -> 
             figure.add_trace(go.Scatter3d(x=stars["x"], y=stars["y"], z=stars["z"], **star))
     figure.update_layout(
         height=620,
-        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        margin={"l": 0, "r": 0, "t": 36, "b": 0},  # the tool bar above the legend, not on it
         legend={"itemsizing": "constant"},
         dragmode="lasso" if dims == 2 else "orbit",
     )
