@@ -354,6 +354,7 @@ def measure(url: str, repeats: int, screenshots: Path | None) -> tuple[dict[str,
         print("first visits after sign-in:", flush=True)
         visits["Gallery (sign-in)"] = sign_in(page, url)
         for name in PAGES[1:]:
+            settle(page)  # a rerun still queued by the previous page would hide this click's run
             try:
                 visits[name] = go_to(page, name)
             except Exception as exc:  # record it and go on: one slow page must not hide the rest
