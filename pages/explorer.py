@@ -186,7 +186,9 @@ def figure_of(points: pd.DataFrame, rest: pd.DataFrame, stars: pd.DataFrame) -> 
         height=620,
         margin={"l": 0, "r": 0, "t": 36, "b": 0},  # the tool bar above the legend, not on it
         legend={"itemsizing": "constant"},
-        dragmode="lasso" if dims == 2 else "orbit",
+        # 2D: no drag mode set, so Streamlit keeps "click selects a point" (it turns clicks off in
+        # lasso / box mode); lasso and box are one click away in the tool bar.
+        dragmode=None if dims == 2 else "orbit",
     )
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
@@ -278,7 +280,10 @@ def explorer_map(data: pd.DataFrame, drawn: np.ndarray) -> None:
         if clicked:
             detail.open_detail(clicked)
     if not selected:
-        st.caption("Drag a box or a lasso around points to see, tag, label or delete those images here.")
+        st.caption(
+            "Drag a box or a lasso (tool bar, top right of the map) around points to see, tag, label or "
+            "delete those images here."
+        )
     else:
         st.markdown(f"**{len(selected):,}** image(s) selected")
         rows = ui.image_listing(user).set_index("id")
