@@ -252,10 +252,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_app(data_dir: Path, log_path: Path) -> Iterator[tuple[str, int]]:
+def streamlit_app(data_dir: Path, log_path: Path, model: str = MODEL) -> Iterator[tuple[str, int]]:
     """``streamlit run app/main.py`` on a free port; yields (url, pid); kills its process group."""
     port = free_port()
-    env = {**os.environ, "VAD_DATA_DIR": str(data_dir), "VAD_MODEL": MODEL, "VAD_DEVICE": "cpu"}
+    env = {**os.environ, "VAD_DATA_DIR": str(data_dir), "VAD_MODEL": model, "VAD_DEVICE": "cpu"}
     for name in ("VAD_QDRANT_URL", "VAD_S3_ENDPOINT", "VAD_ADMIN_USER", "VAD_ADMIN_PASSWORD"):
         env.pop(name, None)
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port)]
@@ -322,7 +322,10 @@ def leave_explorer(page: Any) -> None:
 
 def change_point_size(page: Any) -> float:
     """Seconds from one ArrowRight on the point-size slider (6 -> 7) to the redrawn plot."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text="Point size").get_by_role("slider")
+    slider = page.get_by_test_id("stSlider").filter(has_text="Point size")
+    if not slider.count() or not slider.first.is_visible():  # it lives in the "Map settings" popover
+        page.get_by_test_id("stPopover").get_by_role("button").filter(has_text="Map settings").click()
+    thumb = slider.get_by_role("slider")
     thumb.focus()
     before = page.evaluate(MARKER_SIZE_JS)
     with timer() as t:

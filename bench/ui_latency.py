@@ -1,0 +1,465 @@
+"""Click latency in a real browser (issue 15.2): p95 click-to-updated-content on the review pages,
+and the first visit of each page after sign-in, with a 10,000-image collection.
+
+    python -m bench.ui_latency [--images 10000] [--repeats 10] [--screenshots DIR] [--json PATH]
+
+The collection is written directly through the project's store and index (no model run): small
+WebP thumbnails (and the same bytes as originals) from a few textured and dark templates, their
+quality stats, clustered random vectors with planted duplicate pairs (same pHash, cosine about
+0.99) and planted outliers, so every page has work to show. The analyses are computed once in a
+warm-up browser session (as an earlier visit would have cached them); a fresh session then signs
+in and times each page's first visit, then each action several times.
+
+A timing runs from the click (or key press) in the page, seen by a capturing listener, to the end
+of the Streamlit run it caused (``data-test-script-state`` back to not running, no stale
+element left), both read from the page's own clock. Elements are found by visible labels, keys
+(Streamlit's ``st-key-*`` classes) or test ids, never by position; an action whose element a
+page no longer has is reported as "not found", not as a failure of the bench.
+
+Targets (issue 15): p95 <= 1 s for review buttons, a checkbox, next page and a filter change;
+first visit of a page after sign-in <= 3 s. Timings on a shared machine are upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bench.common import synthetic_payload
+from bench.projection import CHROMIUM, CHROMIUM_ARGS, load_note, streamlit_app
+
+MODEL = "tiny:random"
+USER = "latency"
+PASSWORD = "bench-password-1"
+CLICK_TARGET_S = 1.0
+VISIT_TARGET_S = 3.0
+ACTION_TIMEOUT_MS = 120_000
+WARM_UP_TIMEOUT_MS = 900_000
+DUPLICATE_PAIRS = 100
+OUTLIERS = 40
+DARK_SHARE = 0.01
+
+# Records when the user acts (capturing listeners) and each change of the app's run state.
+OBSERVER_JS = """
+window.__vad = {actedAt: null, runs: []};
+const acted = () => { window.__vad.actedAt = performance.now(); };
+document.addEventListener('pointerdown', acted, true);
+document.addEventListener('keydown', acted, true);
+const watch = () => new MutationObserver(changes => {
+  for (const change of changes) {
+    window.__vad.runs.push({state: change.target.getAttribute('data-test-script-state'), at: performance.now()});
+  }
+}).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+if (document.body) { watch(); } else { document.addEventListener('DOMContentLoaded', watch); }
+"""
+RUN_DONE_JS = """() => {
+  const v = window.__vad;
+  if (v.actedAt === null) return false;
+  const runs = v.runs.filter(r => r.at >= v.actedAt);
+  const start = runs.findIndex(r => r.state === 'running');
+  if (start < 0) return false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  const idle = app && app.getAttribute('data-test-script-state') === 'notRunning';
+  return idle && !document.querySelector('[data-stale="true"]');
+}"""
+ELAPSED_JS = "() => (performance.now() - window.__vad.actedAt) / 1000"
+
+
+# --- the collection ---------------------------------------------------------------------------
+
+
+def templates() -> list[tuple[bytes, dict[str, float]]]:
+    """Small WebP images and their quality stats: textured ones, and one dark (flagged) one."""
+    from core.quality import image_stats
+
+    rng = np.random.default_rng(3)
+    made = []
+    for number in range(12):
+        pixels = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        if number == 0:
+            pixels = (pixels * 0.05).astype(np.uint8)  # too dark
+        image = Image.fromarray(pixels).resize((128, 96), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, format="WEBP", quality=80)
+        made.append((buffer.getvalue(), image_stats(Image.open(io.BytesIO(buffer.getvalue())))))
+    return made
+
+
+def populate(services: Any, user: str, count: int, seed: int = 0, labelled: bool = False) -> None:
+    """``count`` images written through the store and the index, with planted problems;
+    ``labelled``: each also gets a split (80 % train, 20 % test) and a label (its cluster's)."""
+    from core.embed import normalise
+    from core.index import ImageRecord
+
+    rng = np.random.default_rng(seed)
+    dimension = services.index.dimension
+    centres = rng.normal(size=(40, dimension)).astype(np.float32)
+    groups = rng.integers(0, 40, count)
+    vectors = normalise(centres[groups] + 0.8 * rng.normal(size=(count, dimension)))
+    pairs = rng.choice(count, size=(DUPLICATE_PAIRS, 2), replace=False)
+    vectors[pairs[:, 1]] = normalise(vectors[pairs[:, 0]] + 0.02 * rng.normal(size=(DUPLICATE_PAIRS, dimension)))
+    outliers = rng.choice(np.setdiff1d(np.arange(count), pairs.ravel()), size=OUTLIERS, replace=False)
+    vectors[outliers] = normalise(rng.normal(size=(OUTLIERS, dimension)) * 3)
+    made = templates()
+    phashes: dict[int, str] = {}
+    records = []
+    for i in range(count):
+        point = str(uuid.uuid4())
+        data, stats = made[0] if rng.random() < DARK_SHARE else made[1 + i % (len(made) - 1)]
+        payload = synthetic_payload(user, i, point, rng, quality=stats)
+        payload["filename"] = f"{user}_{i:05d}.webp"
+        payload["original_key"] = payload["original_key"].removesuffix(".jpg") + ".webp"
+        payload.update(format="WEBP", width=128, height=96, bytes=len(data))
+        services.store.put(payload["thumbnail_key"], data, "image/webp")
+        services.store.put(payload["original_key"], data, "image/webp")
+        if labelled:
+            split = "test" if i % 5 == 0 else "train"
+            payload.update(datasets=["default"], splits=[split], label=f"class {groups[i] % 8}")
+        phashes[i] = payload["phash"]
+        records.append(ImageRecord(point, payload, vectors[i]))
+    for first, second in pairs:  # the copies also share a pHash: near duplicates too
+        records[second].payload["phash"] = phashes[first]
+    for start in range(0, count, 1000):
+        services.index.upsert(records[start : start + 1000])
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+
+@dataclass
+class Action:
+    """One thing a reviewer does on a page; ``find`` returns the element to click (or None)."""
+
+    page: str
+    kind: str  # review button | checkbox | next page | filter change
+    name: str
+    find: Callable[[Any], Any]
+    then: Callable[[Any], None] | None = None  # for a filter typed into a box: the key press
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+def first_visible(*locators: Any) -> Any:
+    """The first of ``locators`` that matches a visible element (each tried in turn), or None."""
+    for locator in locators:
+        try:
+            if locator.count() and locator.first.is_visible():
+                return locator.first
+        except Exception:  # a locator the page cannot parse any more: try the next
+            continue
+    return None
+
+
+def in_popover(page: Any, opener: str, label: str) -> Any:
+    """The checkbox labelled ``label``, opening the popover whose button starts with ``opener``
+    first if the checkbox is hidden in it (opening a popover runs nothing on the server)."""
+    box = first_visible(page.get_by_test_id("stCheckbox").filter(has_text=label))
+    if box is None:
+        button = first_visible(page.get_by_test_id("stPopover").get_by_role("button").filter(has_text=opener))
+        if button is None:
+            return None
+        button.click()
+        box = first_visible(page.get_by_test_id("stCheckbox").filter(has_text=label))
+    return box
+
+
+def actions() -> list[Action]:
+    """What each review page offers, found by label, widget key or test id."""
+    filters = iter(["latency_0", "latency_1"] * 50)
+
+    def type_filter(page: Any) -> Any:
+        box = first_visible(page.get_by_label("Filter by file name"), page.get_by_placeholder("e.g. beach, IMG_20"))
+        if box is not None:
+            box.fill(next(filters))
+        return box
+
+    return [
+        Action(
+            "Gallery",
+            "checkbox",
+            "select an image",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-select_'] [data-testid='stCheckbox'] label"),
+                p.locator("[class*='st-key-select_'] [data-testid='stCheckbox']"),
+                p.locator("[class*='st-key-select_']"),
+            ),
+        ),
+        Action(
+            "Gallery",
+            "next page",
+            "Next",
+            lambda p: first_visible(
+                p.get_by_role("button", name="Next", exact=True), p.get_by_role("button", name="Next")
+            ),
+        ),
+        Action("Gallery", "filter change", "file name filter", type_filter, then=lambda box: box.press("Enter")),
+        Action(
+            "Anomalies",
+            "review button",
+            "confirm (first card)",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-anom_confirm_'] button"), p.get_by_role("button", name="Confirm")
+            ),
+        ),
+        Action(
+            "Anomalies",
+            "review button",
+            "mark normal (first card)",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-anom_normal_'] button"), p.get_by_role("button", name="Mark as normal")
+            ),
+        ),
+        Action(
+            "Anomalies",
+            "checkbox",
+            "include reviewed images",
+            lambda p: first_visible(
+                p.get_by_test_id("stCheckbox").filter(has_text="Include reviewed"),
+                p.locator("label").filter(has_text="Include reviewed"),
+            ),
+        ),
+        Action(
+            "Anomalies",
+            "next page",
+            "page +1",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-anom_page'] [data-testid='stNumberInputStepUp']"),
+                p.get_by_role("button", name="Next"),
+            ),
+        ),
+        Action(
+            "Anomalies",
+            "filter change",
+            "a 'Show images flagged as' pill",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-anom_show'] button").nth(1), p.get_by_test_id("stButtonGroup").first
+            ),
+        ),
+        Action(
+            "Duplicates",
+            "review button",
+            "Keep all (first cluster)",
+            lambda p: first_visible(
+                p.get_by_role("button", name="Keep all"), p.locator("[class*='st-key-dup_keep_'] button")
+            ),
+        ),
+        Action(
+            "Duplicates",
+            "review button",
+            "Not duplicates (first cluster)",
+            lambda p: first_visible(
+                p.get_by_role("button", name="Not duplicates"), p.locator("[class*='st-key-dup_not_'] button")
+            ),
+        ),
+        Action(
+            "Duplicates",
+            "checkbox",
+            "confirm the bulk delete (ticked and unticked, never submitted)",
+            lambda p: in_popover(p, "Delete", "delete them"),
+        ),
+        Action(
+            "Duplicates",
+            "next page",
+            "page +1",
+            lambda p: first_visible(
+                p.locator("[class*='st-key-dup_page'] [data-testid='stNumberInputStepUp']"),
+                p.get_by_role("button", name="Next"),
+            ),
+        ),
+        Action(
+            "Duplicates",
+            "filter change",
+            "a 'Levels' pill",
+            lambda p: first_visible(p.locator("[class*='st-key-dup_levels'] button").last),
+        ),
+    ]
+
+
+def go_to(page: Any, name: str, timeout_ms: int = ACTION_TIMEOUT_MS) -> float:
+    """Open ``name`` from the sidebar; seconds from the click to the end of its first run."""
+    link = page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name)
+    seconds = timed(page, link, timeout_ms=timeout_ms)
+    print(f"  {name}: {seconds:.2f} s", flush=True)
+    return seconds
+
+
+def timed(
+    page: Any, target: Any, then: Callable[[Any], None] | None = None, timeout_ms: int = ACTION_TIMEOUT_MS
+) -> float:
+    """Seconds from acting on ``target`` to the end of the run it caused."""
+    page.evaluate("() => { window.__vad.actedAt = null; window.__vad.runs = []; }")
+    if then is None:
+        target.click()
+    else:
+        then(target)
+    page.wait_for_function(RUN_DONE_JS, timeout=timeout_ms, polling=20)
+    return float(page.evaluate(ELAPSED_JS))
+
+
+def sign_in(page: Any, url: str) -> float:
+    page.goto(url)
+    page.get_by_label("User name", exact=True).fill(USER)
+    page.get_by_label("Password", exact=True).first.fill(PASSWORD)
+    seconds = timed(page, page.get_by_role("button", name="Sign in"))
+    page.get_by_role("heading", name="Gallery").wait_for()
+    return seconds
+
+
+def settle(page: Any) -> None:
+    """Wait until no run is in flight (after a page switch or an earlier action)."""
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning' }",
+        timeout=ACTION_TIMEOUT_MS,
+    )
+
+
+PAGES = ["Gallery", "Anomalies", "Duplicates", "Explorer", "Search", "Upload"]
+
+
+def measure(url: str, repeats: int, screenshots: Path | None) -> tuple[dict[str, float], list[Action]]:
+    from playwright.sync_api import sync_playwright
+
+    visits: dict[str, float] = {}
+    measured = actions()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        warm = browser.new_context(viewport={"width": 1440, "height": 900})
+        warm.add_init_script(OBSERVER_JS)
+        page = warm.new_page()
+        page.set_default_timeout(ACTION_TIMEOUT_MS)
+        sign_in(page, url)
+        print("warm-up (computes and caches every analysis, as an earlier visit would):", flush=True)
+        for name in PAGES[1:]:
+            go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
+        warm.close()
+
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.add_init_script(OBSERVER_JS)
+        page = context.new_page()
+        page.set_default_timeout(ACTION_TIMEOUT_MS)
+        print("first visits after sign-in:", flush=True)
+        visits["Gallery (sign-in)"] = sign_in(page, url)
+        for name in PAGES[1:]:
+            settle(page)  # a rerun still queued by the previous page would hide this click's run
+            try:
+                visits[name] = go_to(page, name)
+            except Exception as exc:  # record it and go on: one slow page must not hide the rest
+                visits[name] = float("nan")
+                print(f"  {name}: no end of run within {ACTION_TIMEOUT_MS / 1000:.0f} s ({type(exc).__name__})")
+                if screenshots is not None:
+                    screenshots.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=screenshots / f"timeout-{name.lower()}.png", full_page=True)
+                    state = page.evaluate("() => JSON.stringify(window.__vad.runs.slice(-5))")
+                    print(f"  last run states: {state}", flush=True)
+        for name in ("Gallery", "Anomalies", "Duplicates"):
+            go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
+            for action in (a for a in measured if a.page == name):
+                run_action(page, action, repeats)
+            if screenshots is not None:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=screenshots / f"latency-{name.lower()}.png", full_page=True)
+        browser.close()
+    return visits, measured
+
+
+def run_action(page: Any, action: Action, repeats: int) -> None:
+    for _ in range(repeats):
+        settle(page)
+        target = action.find(page)
+        if target is None:
+            action.note = "not found on the page"
+            return
+        try:
+            action.samples.append(timed(page, target, action.then))
+            print(f"  {action.page} / {action.name}: {action.samples[-1]:.2f} s", flush=True)
+        except Exception as exc:  # the page changed under the bench: say so, measure the rest
+            action.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+            return
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def p95(samples: list[float]) -> float:
+    return float(np.percentile(samples, 95)) if samples else float("nan")
+
+
+def print_report(count: int, visits: dict[str, float], measured: list[Action], populate_s: float) -> None:
+    print(f"\n{count:,} images (populated in {populate_s:.0f} s) {load_note()}")
+    print("\n| page | first visit after sign-in | target |\n| --- | ---: | --- |")
+    for name, seconds in visits.items():
+        if np.isnan(seconds):
+            print(f"| {name} | > {ACTION_TIMEOUT_MS / 1000:.0f} s (no end of run seen) | **not met** |")
+            continue
+        verdict = "met" if seconds <= VISIT_TARGET_S else "**not met**"
+        print(f"| {name} | {seconds:.2f} s | <= {VISIT_TARGET_S:.0f} s: {verdict} |")
+    print("\n| page | action | kind | n | p50 | p95 | target (p95 <= 1 s) |")
+    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
+    for action in measured:
+        if not action.samples:
+            print(f"| {action.page} | {action.name} | {action.kind} | 0 | | | {action.note} |")
+            continue
+        high = p95(action.samples)
+        verdict = "met" if high <= CLICK_TARGET_S else "**not met**"
+        note = f" ({action.note})" if action.note else ""
+        median = float(np.median(action.samples))
+        print(
+            f"| {action.page} | {action.name} | {action.kind} | {len(action.samples)} | {median:.2f} s | "
+            f"{high:.2f} s | {verdict}{note} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=10, help="timings per action")
+    parser.add_argument("--screenshots", type=Path, help="save a screenshot of each page here")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+    from core.auth import UserStore
+    from core.services import open_services
+    from core.settings import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        data_dir = Path(tmp) / "data"
+        started = time.perf_counter()
+        services = open_services(load_settings(data_dir=data_dir, model=MODEL, device="cpu"))
+        populate(services, USER, args.images)
+        services.close()  # the app opens the same data folder
+        populate_s = time.perf_counter() - started
+        UserStore(data_dir).add(USER, PASSWORD)
+        print(f"populated {args.images:,} images in {populate_s:.0f} s {load_note()}", flush=True)
+        with streamlit_app(data_dir, Path(tmp) / "streamlit.log", model=MODEL) as (url, _):
+            visits, measured = measure(url, args.repeats, args.screenshots)
+    print_report(args.images, visits, measured, populate_s)
+    if args.json:
+        figures = {
+            "images": args.images,
+            "load_average": os.getloadavg()[0],
+            "first_visit_s": visits,
+            "actions": [
+                {"page": a.page, "action": a.name, "kind": a.kind, "samples_s": a.samples, "note": a.note}
+                for a in measured
+            ],
+        }
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
