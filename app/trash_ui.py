@@ -16,12 +16,19 @@ UNDO_KEY = "trash_undo"
 
 def delete(user: str, ids: Sequence[str]) -> int:
     """Move the user's images among ``ids`` to the trash, offer an Undo; returns how many."""
+    count = _move(user, ids)
+    if count:
+        st.toast(f"Moved {count:,} image(s) to the trash", icon=":material/delete:")
+    return count
+
+
+def _move(user: str, ids: Sequence[str]) -> int:
+    """The move itself and the sidebar's Undo, showing nothing (safe inside a fragment's callback)."""
     batch = gallery.move_to_trash(ui.services(), user, ids)
     ui.bump_data_version(user)
     if batch is None:
         return 0
     st.session_state[UNDO_KEY] = batch
-    st.toast(f"Moved {batch.count:,} image(s) to the trash", icon=":material/delete:")
     return batch.count
 
 
@@ -50,7 +57,7 @@ def delete_action(page: str) -> viewer.ViewerAction:
 
     def move(image_id: str) -> None:
         with ui.track("delete", page=page, images=1, source="viewer"):
-            delete(ui.scope_user(), [image_id])
+            _move(ui.scope_user(), [image_id])
 
     return viewer.ViewerAction(
         "D",

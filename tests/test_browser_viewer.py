@@ -202,7 +202,7 @@ def test_anomalies_review_on_a_key(page):
     from playwright.sync_api import expect
 
     go(page, "Anomalies")
-    expect(page.get_by_text("flagged image(s), most unusual first")).to_be_visible()
+    expect(page.get_by_text("image(s) unlike the rest").first).to_be_visible()
     stage = open_viewer(page, 0)
     dialog = page.get_by_role("dialog")
     name = dialog.locator(".vad-viewer-name").inner_text()
