@@ -239,4 +239,4 @@ def test_duplicates_delete_on_a_key_is_confirmed(page):
     expect(dialog.locator(".vad-viewer-name")).not_to_have_text(doomed)
     close(page)
     expect(page.get_by_role("button", name="View image")).not_to_have_count(before)
-    expect(page.get_by_text(doomed)).to_have_count(0)
+    expect(page.get_by_text(doomed)).to_have_count(0, timeout=15_000)  # the run after closing has ended
