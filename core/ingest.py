@@ -99,7 +99,7 @@ ResultCallback = Callable[["IngestResult"], None]
 
 
 @dataclass
-class _Candidate:
+class Candidate:
     """A file that passed the cheap checks (size, sha256) and is new for this user."""
 
     position: int
@@ -126,7 +126,7 @@ class _Candidate:
         self.thumbnail = prepared.thumbnail
 
 
-class _Tally:
+class Tally:
     """Each file's result by position, and how far each stage got."""
 
     def __init__(
@@ -218,15 +218,15 @@ class Ingestor:
         self._breaker = Breaker()
         self._journal = IntentJournal(self.journal_dir) if self.journal_dir else None
         started = perf_counter()
-        tally = _Tally(len(items), progress, stages, on_result)
+        tally = Tally(len(items), progress, stages, on_result)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
         repeats: list[tuple[int, int]] = []  # (position of a repeat, position of the first copy)
         # Starting the workers costs more than preparing one batch here.
         pool = self.pool if self.pool is not None and (self.pool.started or len(items) > self.batch_size) else None
 
         def fresh_batches(
-            hashed: Iterator[tuple[int, _Candidate | IngestResult]],
-        ) -> Iterator[tuple[int, list[_Candidate]]]:
+            hashed: Iterator[tuple[int, Candidate | IngestResult]],
+        ) -> Iterator[tuple[int, list[Candidate]]]:
             for batch in _chunks(hashed, self.batch_size):
                 tally.read += len(batch)
                 yield len(batch), self._new_candidates(user, batch, seen, repeats, tally.record)
@@ -293,7 +293,7 @@ class Ingestor:
             if results[position] is None and position not in repeats:
                 record(position, IngestResult(item.path, "rejected", f"not attempted: {self.stopped.reason}"))
 
-    def _read_and_hash(self, entry: tuple[int, IngestItem]) -> tuple[int, _Candidate | IngestResult]:
+    def _read_and_hash(self, entry: tuple[int, IngestItem]) -> tuple[int, Candidate | IngestResult]:
         position, item = entry
         try:
             if item.size is not None:
@@ -306,17 +306,17 @@ class Ingestor:
             return position, IngestResult(item.path, "rejected", str(exc))
         except Exception as exc:  # unreadable file or archive member
             return position, IngestResult(item.path, "rejected", f"could not read the file: {exc}")
-        return position, _Candidate(position, item, data, sha256_hex(data), "")
+        return position, Candidate(position, item, data, sha256_hex(data), "")
 
     def _new_candidates(
         self,
         user: str,
-        hashed: list[tuple[int, _Candidate | IngestResult]],
+        hashed: list[tuple[int, Candidate | IngestResult]],
         seen: dict[str, int],
         repeats: list[tuple[int, int]],
         record: Callable[[int, IngestResult], None],
-    ) -> list[_Candidate]:
-        candidates: list[_Candidate] = []
+    ) -> list[Candidate]:
+        candidates: list[Candidate] = []
         for position, entry in hashed:
             if isinstance(entry, IngestResult):
                 record(position, entry)
@@ -359,8 +359,8 @@ class Ingestor:
         self._occurrences = {}
 
     def _prepared(
-        self, batches: Iterable[tuple[int, list[_Candidate]]], pool: PreparePool | None, tally: _Tally
-    ) -> Iterator[list[_Candidate]]:
+        self, batches: Iterable[tuple[int, list[Candidate]]], pool: PreparePool | None, tally: Tally
+    ) -> Iterator[list[Candidate]]:
         """Each batch's candidates with their prepared images, in order; failures are recorded.
         With a pool, up to ``_BATCHES_AHEAD`` batches are prepared while one is consumed."""
         transform = self.embedder.image_transform()
@@ -370,7 +370,7 @@ class Ingestor:
                 yield self._take(batch, outcomes, count, tally)
             return
         chunk = max(1, min(_MAX_CHUNK, self.batch_size // pool.workers))
-        in_flight: deque[tuple[int, list[_Candidate], list[Future[list[PreparedImage | str]]]]] = deque()
+        in_flight: deque[tuple[int, list[Candidate], list[Future[list[PreparedImage | str]]]]] = deque()
         try:
             for count, batch in batches:
                 chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
@@ -388,11 +388,11 @@ class Ingestor:
     def _collect(
         self,
         count: int,
-        batch: list[_Candidate],
+        batch: list[Candidate],
         futures: list[Future[list[PreparedImage | str]]],
         chunk: int,
-        tally: _Tally,
-    ) -> list[_Candidate]:
+        tally: Tally,
+    ) -> list[Candidate]:
         outcomes: list[PreparedImage | str] = []
         for number, future in enumerate(futures):
             try:
@@ -403,8 +403,8 @@ class Ingestor:
         return self._take(batch, outcomes, count, tally)
 
     def _take(
-        self, batch: list[_Candidate], outcomes: list[PreparedImage | str], count: int, tally: _Tally
-    ) -> list[_Candidate]:
+        self, batch: list[Candidate], outcomes: list[PreparedImage | str], count: int, tally: Tally
+    ) -> list[Candidate]:
         """Candidates that were prepared; the others are recorded as rejected with their reason."""
         ready = []
         for candidate, outcome in zip(batch, outcomes, strict=True):
@@ -419,10 +419,10 @@ class Ingestor:
         tally.prepared += count
         return ready
 
-    def _embed(self, ready: list[_Candidate]) -> np.ndarray:
+    def _embed(self, ready: list[Candidate]) -> np.ndarray:
         return embed_prepared(self.embedder, [c.decoded for c in ready if c.decoded is not None])
 
-    def _finish(self, user: str, ready: list[_Candidate], record: Callable[[int, IngestResult], None]) -> None:
+    def _finish(self, user: str, ready: list[Candidate], record: Callable[[int, IngestResult], None]) -> None:
         """Embed a batch of prepared candidates, store their objects and upsert their points."""
         try:
             started = perf_counter()
@@ -438,7 +438,7 @@ class Ingestor:
         self._store_batch(user, list(zip(ready, vectors, strict=True)), record)
 
     def _store_batch(
-        self, user: str, batch: list[tuple[_Candidate, Any]], record: Callable[[int, IngestResult], None]
+        self, user: str, batch: list[tuple[Candidate, Any]], record: Callable[[int, IngestResult], None]
     ) -> None:
         """Check the disk, journal the batch's intents, store each file's objects, upsert the points.
 
@@ -465,7 +465,7 @@ class Ingestor:
         except StorageError as exc:
             self._stop(IngestStopped("the intent journal could not be written", str(exc)), [c for c, _ in batch])
             return
-        stored: list[tuple[_Candidate, ImageRecord]] = []
+        stored: list[tuple[Candidate, ImageRecord]] = []
         for position, (candidate, vector) in enumerate(batch):
             if self._breaker.open:
                 self._stop(self._unreachable(), [c for c, _ in batch[position:]])
@@ -486,7 +486,7 @@ class Ingestor:
     def _unreachable(self) -> IngestStopped:
         return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")
 
-    def _stop(self, stopped: IngestStopped, unattempted: Sequence[_Candidate]) -> None:
+    def _stop(self, stopped: IngestStopped, unattempted: Sequence[Candidate]) -> None:
         """Stop the ingest; the candidates not attempted wrote nothing, so their intents are done."""
         log.warning("ingest stopped: %s", stopped)
         self.stopped = stopped
@@ -496,12 +496,12 @@ class Ingestor:
     def _upsert(
         self,
         user: str,
-        stored: list[tuple[_Candidate, ImageRecord]],
+        stored: list[tuple[Candidate, ImageRecord]],
         record: Callable[[int, IngestResult], None],
     ) -> None:
         try:
             self.index.upsert([r for _, r in stored])
-            failures: list[tuple[_Candidate, Exception]] = []
+            failures: list[tuple[Candidate, Exception]] = []
         except DiskFull as exc:  # refused before writing anything; every retry would be refused too
             for candidate, _ in stored:
                 self._remove_objects(user, candidate)
@@ -532,7 +532,7 @@ class Ingestor:
             if candidate.image_id not in failed:
                 record(candidate.position, IngestResult(candidate.item.path, "stored", None, candidate.image_id))
 
-    def _store_objects(self, user: str, candidate: _Candidate) -> None:
+    def _store_objects(self, user: str, candidate: Candidate) -> None:
         assert candidate.decoded is not None
         original = image_key(user, candidate.image_id, candidate.decoded.extension)
         thumb = thumbnail_key(user, candidate.image_id)
@@ -542,7 +542,7 @@ class Ingestor:
             candidate.keys.append(thumb)
             self.store.put(thumb, candidate.thumbnail, "image/webp")
 
-    def _remove_objects(self, user: str, candidate: _Candidate) -> None:
+    def _remove_objects(self, user: str, candidate: Candidate) -> None:
         """Remove what was written of a failed file, trying each key again after a short pause.
 
         What cannot be removed (or is not tried, once the store stopped answering) stays in the
@@ -575,7 +575,7 @@ class Ingestor:
             self._journal.done([candidate.image_id])
 
     @staticmethod
-    def _payload(user: str, candidate: _Candidate) -> dict[str, Any]:
+    def _payload(user: str, candidate: Candidate) -> dict[str, Any]:
         decoded = candidate.decoded
         assert decoded is not None
         now = datetime.now(UTC)

@@ -32,7 +32,7 @@ from core.embed import Embedder, load_embedder
 from core.embed.transform import ImageTransform
 from core.images import ImageLimits
 from core.index import VectorIndex
-from core.ingest import Ingestor, _Candidate, _Tally, embed_prepared
+from core.ingest import Candidate, Ingestor, Tally, embed_prepared
 from core.prepare import PreparedImage, prepare_chunk
 from core.services import Services
 from core.settings import Settings
@@ -166,11 +166,11 @@ class RayIngestor(Ingestor):
         return cls(cluster, **services.ingest_parts())
 
     def _prepared(
-        self, batches: Iterable[tuple[int, list[_Candidate]]], pool: object, tally: _Tally
-    ) -> Iterator[list[_Candidate]]:
+        self, batches: Iterable[tuple[int, list[Candidate]]], pool: object, tally: Tally
+    ) -> Iterator[list[Candidate]]:
         """Each batch's prepared candidates, in order, with up to ``batches_ahead`` on the cluster."""
         transform = self.embedder.image_transform()
-        in_flight: deque[tuple[int, list[_Candidate], ray.ObjectRef | None]] = deque()
+        in_flight: deque[tuple[int, list[Candidate], ray.ObjectRef | None]] = deque()
         try:
             for count, batch in batches:
                 ref = None
@@ -188,8 +188,8 @@ class RayIngestor(Ingestor):
                         ray.cancel(ref)
 
     def _collect_embedded(
-        self, count: int, batch: list[_Candidate], ref: ray.ObjectRef | None, tally: _Tally
-    ) -> list[_Candidate]:
+        self, count: int, batch: list[Candidate], ref: ray.ObjectRef | None, tally: Tally
+    ) -> list[Candidate]:
         if ref is None:
             return self._take(batch, [], count, tally)
         try:
@@ -202,7 +202,7 @@ class RayIngestor(Ingestor):
             self._vectors[candidate.position] = vectors if isinstance(vectors, str) else vectors[number]
         return ready
 
-    def _embed(self, ready: list[_Candidate]) -> np.ndarray:
+    def _embed(self, ready: list[Candidate]) -> np.ndarray:
         """The vectors the actor computed; raises when it could not embed the batch."""
         vectors = [self._vectors.pop(c.position) for c in ready]
         failed = next((v for v in vectors if isinstance(v, str)), None)
