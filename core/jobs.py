@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from core.index.lock import pid_alive
 from core.storage.base import check_user
 
 log = logging.getLogger(__name__)
@@ -128,21 +129,9 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def _fresh(beat: Mapping[str, Any], max_age: float) -> bool:
     try:
-        return time.time() - float(beat["beat"]) <= max_age and _pid_alive(int(beat["pid"]))
+        return time.time() - float(beat["beat"]) <= max_age and pid_alive(int(beat["pid"]))
     except (KeyError, TypeError, ValueError):
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobFiles:

@@ -60,7 +60,7 @@ def lock_holder(directory: Path) -> dict | None:
         return None
     except (OSError, ValueError):
         info = {}
-    if _alive(info.get("pid")) and info.get("pid") != os.getpid():
+    if pid_alive(info.get("pid")) and info.get("pid") != os.getpid():
         try:
             with path.open("a+") as handle:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -71,7 +71,8 @@ def lock_holder(directory: Path) -> dict | None:
     return None
 
 
-def _alive(pid: object) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this id runs (on this machine)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
