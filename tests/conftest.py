@@ -36,6 +36,14 @@ def _no_vad_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data folder with the tiny test model, for the app in AppTest; returns the folder."""
+    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VAD_MODEL", TINY)
+    return tmp_path / "data"
+
+
 @pytest.fixture(scope="session")
 def tiny() -> Embedder:
     """The 64-d random-weight CLIP used for speed."""

@@ -21,16 +21,6 @@ from core.auth import UserStore
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    """A fresh data dir with the tiny test model."""
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    monkeypatch.delenv("VAD_QDRANT_URL", raising=False)
-    monkeypatch.delenv("VAD_S3_ENDPOINT", raising=False)
-    return tmp_path / "data"
-
-
 def test_every_page_requires_sign_in(app_env):
     at = new_app()
     assert not at.exception

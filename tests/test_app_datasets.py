@@ -12,15 +12,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PETS = {"train/cat/a.png": png(1), "test/cat/a.png": png(1), "train/dog/b.png": png(2), "test/dog/c.png": png(3)}
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    monkeypatch.delenv("VAD_QDRANT_URL", raising=False)
-    monkeypatch.delenv("VAD_S3_ENDPOINT", raising=False)
-    return tmp_path / "data"
-
-
 def test_a_zip_in_the_split_label_layout_then_filter_and_relabel(app_env) -> None:
     at = open_page(signed_in_app(app_env, "gina"), "upload")
     at.radio(key="upload_layout").set_value("split/label")

@@ -8,13 +8,6 @@ from apptest_helpers import jpeg_variant, new_app, open_page, png, sign_in, sign
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    return tmp_path / "data"
-
-
 def _metric(at, label: str) -> str:
     return next(m.value for m in at.main.metric if m.label == label)
 

@@ -9,13 +9,6 @@ from apptest_helpers import button, jpeg_variant, open_page, png, signed_in_app,
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    return tmp_path / "data"
-
-
 def duplicates_page(app_env, user: str):
     """An original, a smaller recompressed copy and two other pictures, on the Duplicates page at
     the exact and near levels (the tiny random model makes every pair a semantic duplicate)."""

@@ -209,13 +209,6 @@ def test_colours_by_split_and_label_and_the_selection_sets_them(tmp_path) -> Non
     assert payload["occurrences"][0]["split"] == "val", "a split is where the image's files are"
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    return tmp_path / "data"
-
-
 def test_explorer_page(app_env):
     at = signed_in_app(app_env, "eve")
     assert "Not enough images to map" in texts(open_page(at, "explorer"))

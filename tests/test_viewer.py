@@ -10,19 +10,11 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 from apptest_helpers import open_page, png, signed_in_app, texts, upload
 from PIL import Image
 
 from app import ui
 from core.display import DISPLAY_MAX_SIDE, display_image
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAD_MODEL", "tiny:random")
-    return tmp_path / "data"
 
 
 def _encoded(size: tuple[int, int], kind: str, mode: str = "RGB") -> bytes:
