@@ -139,6 +139,14 @@ def bump_data_version(user: str | None = None) -> None:
     _versions()[user] = data_version(user) + 1
 
 
+def rerun_page_if_changed(user: str, drawn_from: int) -> None:
+    """For a fragment drawn from data the page computed at ``data_version`` ``drawn_from``: rerun the
+    whole page once the collection has changed since (e.g. a delete in the viewer, which reruns only
+    the fragment it was opened from), so the page's analyses and listings are current."""
+    if data_version(user) != drawn_from:
+        st.rerun(scope="app")
+
+
 @st.cache_resource(show_spinner="Loading your images…", max_entries=16)
 def _listing(_services_id: int, user: str, version: int, count: int) -> pd.DataFrame:
     return gallery.list_images(services(), user)

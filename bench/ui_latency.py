@@ -17,7 +17,9 @@ element left), both read from the page's own clock. Elements are found by visibl
 page no longer has is reported as "not found", not as a failure of the bench.
 
 Targets (issue 15): p95 <= 1 s for review buttons, a checkbox, next page and a filter change;
-first visit of a page after sign-in <= 3 s. Timings on a shared machine are upper bounds.
+first visit of a page after sign-in <= 3 s; 50 flagged images reviewed by key in the viewer
+(Anomalies, N: mark normal and show the next) in under a minute, each timed to the next image's
+pixels on screen. Timings on a shared machine are upper bounds.
 """
 
 from __future__ import annotations
@@ -76,6 +78,23 @@ RUN_DONE_JS = """() => {
   return idle && !document.querySelector('[data-stale="true"]');
 }"""
 ELAPSED_JS = "() => (performance.now() - window.__vad.actedAt) / 1000"
+# The viewer shows an image once its pixels are loaded (``data-loaded`` names the shown image); its
+# stage lives in the component's shadow root.
+_STAGE_JS = """const stage = () => {
+  for (const host of document.querySelectorAll('[role="dialog"] *')) {
+    const found = host.shadowRoot && host.shadowRoot.querySelector('.stage');
+    if (found) return found;
+  }
+  return null;
+};"""
+SHOWN_JS = (
+    "() => {" + _STAGE_JS + " const s = stage();"
+    " return !!s && !!s.dataset.imageId && s.dataset.loaded === s.dataset.imageId; }"
+)
+NEXT_SHOWN_JS = (
+    "(before) => {" + _STAGE_JS + " const s = stage();"
+    " return !!s && !!s.dataset.imageId && s.dataset.imageId !== before && s.dataset.loaded === s.dataset.imageId; }"
+)
 
 
 # --- the collection ---------------------------------------------------------------------------
@@ -330,7 +349,9 @@ def settle(page: Any) -> None:
 PAGES = ["Gallery", "Anomalies", "Duplicates", "Explorer", "Search", "Upload"]
 
 
-def measure(url: str, repeats: int, screenshots: Path | None) -> tuple[dict[str, float], list[Action]]:
+def measure(
+    url: str, repeats: int, screenshots: Path | None, keyboard: int
+) -> tuple[dict[str, float], list[Action], KeyboardReview]:
     from playwright.sync_api import sync_playwright
 
     visits: dict[str, float] = {}
@@ -369,11 +390,54 @@ def measure(url: str, repeats: int, screenshots: Path | None) -> tuple[dict[str,
             go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
             for action in (a for a in measured if a.page == name):
                 run_action(page, action, repeats)
+            if name == "Anomalies":
+                settle(page)
+                review = review_with_keys(page, keyboard)
             if screenshots is not None:
                 screenshots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=screenshots / f"latency-{name.lower()}.png", full_page=True)
         browser.close()
-    return visits, measured
+    return visits, measured, review
+
+
+@dataclass
+class KeyboardReview:
+    """Reviewing flagged images one after another in the viewer, by key only (issue 15: 50 flagged
+    images in under a minute)."""
+
+    wanted: int
+    samples: list[float] = field(default_factory=list)  # key press to the next image on screen
+    total_s: float = float("nan")
+    note: str = ""
+
+
+def review_with_keys(page: Any, wanted: int, key: str = "n") -> KeyboardReview:
+    """Open the viewer on the first thumbnail of the page and press ``key`` (Anomalies: N, mark
+    normal, which moves on) ``wanted`` times; each timing ends when the next image is on screen."""
+    review = KeyboardReview(wanted)
+    thumbnail = first_visible(page.get_by_role("button", name="View image"))
+    if thumbnail is None:
+        review.note = "no thumbnail to open"
+        return review
+    thumbnail.click()
+    stage = page.get_by_role("dialog").locator(".stage")
+    stage.wait_for()
+    page.wait_for_function(SHOWN_JS, timeout=ACTION_TIMEOUT_MS)
+    started = time.perf_counter()
+    for _ in range(wanted):
+        before = stage.get_attribute("data-image-id")
+        page.evaluate("() => { window.__vad.actedAt = null; window.__vad.runs = []; }")
+        page.keyboard.press(key)
+        try:
+            page.wait_for_function(NEXT_SHOWN_JS, arg=before, timeout=ACTION_TIMEOUT_MS, polling=20)
+        except Exception as exc:  # the last image of the list, or the page changed: say so
+            review.note = f"stopped after {len(review.samples)}: {type(exc).__name__}"
+            break
+        review.samples.append(float(page.evaluate(ELAPSED_JS)))
+    review.total_s = time.perf_counter() - started
+    page.keyboard.press("Escape")
+    print(f"  viewer: {len(review.samples)} images reviewed by key in {review.total_s:.1f} s", flush=True)
+    return review
 
 
 def run_action(page: Any, action: Action, repeats: int) -> None:
@@ -398,7 +462,9 @@ def p95(samples: list[float]) -> float:
     return float(np.percentile(samples, 95)) if samples else float("nan")
 
 
-def print_report(count: int, visits: dict[str, float], measured: list[Action], populate_s: float) -> None:
+def print_report(
+    count: int, visits: dict[str, float], measured: list[Action], review: KeyboardReview, populate_s: float
+) -> None:
     print(f"\n{count:,} images (populated in {populate_s:.0f} s) {load_note()}")
     print("\n| page | first visit after sign-in | target |\n| --- | ---: | --- |")
     for name, seconds in visits.items():
@@ -421,6 +487,18 @@ def print_report(count: int, visits: dict[str, float], measured: list[Action], p
             f"| {action.page} | {action.name} | {action.kind} | {len(action.samples)} | {median:.2f} s | "
             f"{high:.2f} s | {verdict}{note} |"
         )
+    done = len(review.samples)
+    if done:
+        rate = review.total_s / done * review.wanted
+        verdict = "met" if done == review.wanted and review.total_s <= 60 else "**not met**"
+        print(
+            f"\nViewer, Anomalies, key N (mark normal, next image) {done} times: {review.total_s:.1f} s in all "
+            f"(p50 {np.median(review.samples):.2f} s, p95 {p95(review.samples):.2f} s per image; "
+            f"{rate:.0f} s per {review.wanted}); target {review.wanted} in <= 60 s: {verdict}"
+            + (f" ({review.note})" if review.note else "")
+        )
+    else:
+        print(f"\nViewer keyboard review: nothing measured ({review.note})")
 
 
 def main() -> None:
@@ -429,6 +507,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timings per action")
     parser.add_argument("--screenshots", type=Path, help="save a screenshot of each page here")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keyboard", type=int, default=50, help="flagged images reviewed by key in the viewer")
     args = parser.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)
 
@@ -446,8 +525,8 @@ def main() -> None:
         UserStore(data_dir).add(USER, PASSWORD)
         print(f"populated {args.images:,} images in {populate_s:.0f} s {load_note()}", flush=True)
         with streamlit_app(data_dir, Path(tmp) / "streamlit.log", model=MODEL) as (url, _):
-            visits, measured = measure(url, args.repeats, args.screenshots)
-    print_report(args.images, visits, measured, populate_s)
+            visits, measured, review = measure(url, args.repeats, args.screenshots, args.keyboard)
+    print_report(args.images, visits, measured, review, populate_s)
     if args.json:
         figures = {
             "images": args.images,
@@ -457,6 +536,7 @@ def main() -> None:
                 {"page": a.page, "action": a.name, "kind": a.kind, "samples_s": a.samples, "note": a.note}
                 for a in measured
             ],
+            "viewer_keyboard": {"samples_s": review.samples, "total_s": review.total_s, "note": review.note},
         }
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -42,6 +42,8 @@ MODEL_INPUT_SIDE = 224
 SMALL_SIDE = MODEL_INPUT_SIDE // 2
 _SMALL_MARGIN = 0.67  # 32 px photos: 0.90 at a 0.85 base (bench/duplicates_quality.py, small images)
 _FAR = 1e6  # distance for pairs that are not duplicates at any level
+#: Clusters up to this size list every pair in ``links``; larger ones only the keeper's pairs.
+MAX_LINKED_MEMBERS = 200
 
 
 def default_semantic_threshold(model_name: str) -> float:
@@ -92,7 +94,8 @@ def semantic_thresholds(images: pd.DataFrame, base: float) -> SemanticThresholds
 @dataclass
 class Cluster:
     """A keeper and its duplicates: ``members[0]`` is the keeper, every other member a duplicate
-    of it (at some level; two non-keepers need not be duplicates of each other)."""
+    of it (at some level; two non-keepers need not be duplicates of each other). ``links``: the
+    keeper's pair with each member first, then every other pair (up to ``MAX_LINKED_MEMBERS``)."""
 
     id: int
     members: list[str]
@@ -186,15 +189,16 @@ class DuplicateFinder:
             return []
         graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
+        facts = _keeper_facts(images)
 
         clusters: list[Cluster] = []
         for label in np.unique(labels[np.concatenate([rows, cols])]):
             members = np.flatnonzero(labels == label)
             distances = self._pair_distances(members, exact_keys, hashes, vectors, limits, ids, ignored)
             rank = np.empty(len(members), dtype=np.int64)
-            rank[keeper_order(images.iloc[members])[0]] = np.arange(len(members))
+            rank[keeper_order(facts.iloc[members])[0]] = np.arange(len(members))
             for star in _stars(distances, rank):
-                clusters.append(self._cluster(members[star], images, exact_keys, hashes, vectors, limits))
+                clusters.append(self._cluster(members[star], facts, ids, exact_keys, hashes, vectors, limits))
         clusters.sort(key=lambda c: (-len(c.members), -c.min_similarity))
         for number, cluster in enumerate(clusters, 1):
             cluster.id = number
@@ -208,9 +212,12 @@ class DuplicateFinder:
         if "exact" in self.levels:
             pairs.append(_equal_pairs(exact_keys))
         if "near" in self.levels:
-            # One search over both hashes of every image finds the pairs of any two of them.
-            a, b, _ = hamming_pairs(np.concatenate([hashes.full, hashes.content]), self.near_threshold)
-            pairs.append((a % n, b % n))
+            # One search over both hashes of every image finds the pairs of any two of them; an
+            # image whose content box is the whole picture (most) adds no second hash.
+            second = np.flatnonzero(hashes.content != hashes.full)
+            owner = np.concatenate([np.arange(n), second])
+            a, b, _ = hamming_pairs(np.concatenate([hashes.full, hashes.content[second]]), self.near_threshold)
+            pairs.append((np.minimum(owner[a], owner[b]), np.maximum(owner[a], owner[b])))
         if graph is not None and len(graph):
             indices, similarities = graph.first(min(self.neighbours, len(graph) - 1))
             safe = np.maximum(indices, 0)
@@ -260,65 +267,80 @@ class DuplicateFinder:
         np.fill_diagonal(distance, 0.0)
         return distance
 
-    def _link(
-        self, a: int, b: int, exact_keys: np.ndarray, hashes: _Hashes, vectors: np.ndarray, limits: np.ndarray
-    ) -> dict[str, Any]:
-        """Which level (and which test of it) makes ``a`` and ``b`` duplicates; level None if none."""
-        whole, inner = (int(x[0, 1]) for x in hashes.bits(np.array([a, b])))
-        similarity = float(vectors[a] @ vectors[b])
-        level, via = None, None
-        if "exact" in self.levels and exact_keys[a] == exact_keys[b]:
-            level, via = "exact", "same pixels"
-        elif "near" in self.levels and whole <= self.near_threshold:
-            level, via = "near", "pHash"
-        elif "near" in self.levels and inner <= self.near_threshold:
-            level, via = "near", "pHash inside borders"
-        elif "semantic" in self.levels and similarity >= max(limits[a], limits[b]):
-            level, via = "semantic", "cosine"
-        return {
-            "level": level,
-            "via": via,
-            "phash_distance": whole,
-            "content_phash_distance": inner,
-            "similarity": round(similarity, 4),
-        }
-
     def _cluster(
         self,
         members: np.ndarray,
-        images: pd.DataFrame,
+        facts: pd.DataFrame,
+        ids: np.ndarray,
         exact_keys: np.ndarray,
         hashes: _Hashes,
         vectors: np.ndarray,
         limits: np.ndarray,
     ) -> Cluster:
         """``members[0]`` is the keeper (the star's centre); the others follow in keeper order."""
-        rows = images.iloc[members]
+        rows = facts.iloc[members]
         order, reason = keeper_order(rows)
         if order[0] != 0:
             first = rows.iloc[0]
             reason = (
-                f"the one image all the others duplicate ({int(first['width'])}×{int(first['height'])}); "
+                f"the one image all the others duplicate ({_whole(first['width'])}×{_whole(first['height'])}); "
                 "larger ones are not duplicates of every other"
             )
         members = np.concatenate([[members[0]], members[order[order != 0]]])
-        links, best, similarities = [], len(LEVELS), []
-        for x in range(len(members)):
-            for y in range(x + 1, len(members)):
-                a, b = members[x], members[y]
-                link = self._link(a, b, exact_keys, hashes, vectors, limits)
-                if x == 0:
-                    best = min(best, LEVELS.index(link["level"]) if link["level"] else len(LEVELS))
-                    similarities.append(link["similarity"])
-                links.append({"a": images.iloc[a]["id"], "b": images.iloc[b]["id"], **link})
+        links = self._links(members, ids, exact_keys, hashes, vectors, limits)
+        keeper_links = links[: len(members) - 1]
+        best = min((LEVELS.index(link["level"]) for link in keeper_links if link["level"]), default=len(LEVELS))
         return Cluster(
             id=0,
-            members=list(images.iloc[members]["id"]),
+            members=list(ids[members]),
             keeper_reason=reason,
             level=LEVELS[min(best, len(LEVELS) - 1)],
-            min_similarity=round(min(similarities), 4),
+            min_similarity=min(link["similarity"] for link in keeper_links),
             links=links,
         )
+
+    def _links(
+        self,
+        members: np.ndarray,
+        ids: np.ndarray,
+        exact_keys: np.ndarray,
+        hashes: _Hashes,
+        vectors: np.ndarray,
+        limits: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """Which level (and which test of it) makes two members duplicates (level None if none):
+        the keeper's pairs first, then every other pair up to ``MAX_LINKED_MEMBERS`` members."""
+        whole, inner = hashes.bits(members)
+        similarity = vectors[members] @ vectors[members].T
+        keys = exact_keys[members]
+        needed = np.maximum(limits[members][:, None], limits[members][None, :])
+        m = len(members)
+        pairs = [(0, y) for y in range(1, m)]
+        if m <= MAX_LINKED_MEMBERS:
+            pairs += [(x, y) for x in range(1, m) for y in range(x + 1, m)]
+        links = []
+        for x, y in pairs:
+            level, via = None, None
+            if "exact" in self.levels and keys[x] == keys[y]:
+                level, via = "exact", "same pixels"
+            elif "near" in self.levels and whole[x, y] <= self.near_threshold:
+                level, via = "near", "pHash"
+            elif "near" in self.levels and inner[x, y] <= self.near_threshold:
+                level, via = "near", "pHash inside borders"
+            elif "semantic" in self.levels and similarity[x, y] >= needed[x, y]:
+                level, via = "semantic", "cosine"
+            links.append(
+                {
+                    "a": ids[members[x]],
+                    "b": ids[members[y]],
+                    "level": level,
+                    "via": via,
+                    "phash_distance": int(whole[x, y]),
+                    "content_phash_distance": int(inner[x, y]),
+                    "similarity": round(float(similarity[x, y]), 4),
+                }
+            )
+        return links
 
 
 def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -334,7 +356,7 @@ def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
     created = rows["created_ts"].to_numpy(dtype=np.float64)
     order = np.lexsort((created, -sizes, -share_class, -size_class))
     first = order[0]
-    w, h = int(rows.iloc[first]["width"]), int(rows.iloc[first]["height"])
+    w, h = _whole(rows["width"].iloc[first]), _whole(rows["height"].iloc[first])
     same_size = size_class == size_class[first]
     same_share = same_size & (share_class == share_class[first])
     if same_size.sum() == 1:
@@ -347,6 +369,20 @@ def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
         when = datetime.fromtimestamp(created[first], UTC).strftime("%Y-%m-%d %H:%M")
         reason = f"same pixels and file size, oldest (added {when} UTC)"
     return order, reason
+
+
+def _keeper_facts(images: pd.DataFrame) -> pd.DataFrame:
+    """The columns ``keeper_order`` reads, as plain NumPy columns: a row lookup in the collection's
+    Arrow-backed table costs milliseconds at a million rows, in this copy microseconds."""
+    columns = {
+        "width": images["width"].to_numpy(np.float64, na_value=np.nan),
+        "height": images["height"].to_numpy(np.float64, na_value=np.nan),
+        "bytes": images["bytes"].to_numpy(np.float64, na_value=np.nan),
+        "created_ts": images["created_ts"].to_numpy(np.float64, na_value=np.nan),
+    }
+    if "content_size" in images:
+        columns["content_size"] = images["content_size"].to_numpy(object)
+    return pd.DataFrame(columns)
 
 
 def _picture_pixels(rows: pd.DataFrame, full: np.ndarray) -> np.ndarray:
@@ -423,9 +459,9 @@ def clusters_frame(clusters: list[Cluster], images: pd.DataFrame) -> pd.DataFram
                     "filename": image["filename"],
                     "is_keeper": member == cluster.keeper,
                     "keeper_reason": cluster.keeper_reason if member == cluster.keeper else "",
-                    "width": int(image["width"]),
-                    "height": int(image["height"]),
-                    "bytes": int(image["bytes"]),
+                    "width": _whole(image["width"]),
+                    "height": _whole(image["height"]),
+                    "bytes": _whole(image["bytes"]),
                     "cluster_size": len(cluster.members),
                     "min_similarity": cluster.min_similarity,
                 }
@@ -523,9 +559,9 @@ def comparison(cluster: Cluster, details: pd.DataFrame) -> pd.DataFrame:
         label = f"{number + 1}. {'keeper' if member == cluster.keeper else 'copy'}"
         columns[label] = {
             "File": str(row["filename"]),
-            "Size": f"{int(row['width'])} × {int(row['height'])} px",
+            "Size": f"{_whole(row['width'])} × {_whole(row['height'])} px",
             "Picture inside borders": (f"{int(content[0])} × {int(content[1])} px" if has_content else "—"),
-            "File size": _people_bytes(int(row["bytes"])),
+            "File size": _people_bytes(_whole(row["bytes"])),
             "Format": str(row.get("format", "") or "—"),
             "Added": _people_date(row.get("created_at")),
             "SHA-256": str(row.get("sha256", ""))[:12] + "…",
@@ -570,6 +606,14 @@ def _link_rows(link: dict[str, Any] | None) -> dict[str, str]:
         "pHash bits to the keeper": bits,
         "Cosine to the keeper": f"{link['similarity']:.2f}",
     }
+
+
+def _whole(value: object) -> int:
+    """An integer payload field; 0 where a partial or older record lacks it (None, NaN)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _people_bytes(size: float) -> str:

@@ -4,6 +4,7 @@ problems (each check worst first). Review clicks, filters and paging rerun only 
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -219,23 +220,29 @@ def unlike_the_rest(include_reviewed: bool) -> None:
     if singles.empty:
         st.markdown("No single image unlike the rest.")
         return
-    number = pager(len(singles), PER_PAGE, "anom_page", "Images")
+    flagged_grid(singles, "anomaly_score", "anom", "anom_page")
+
+
+def flagged_grid(rows: pd.DataFrame, score: str, prefix: str, page_key: str) -> None:
+    """One page of flagged images as cards (score, name, reasons, review buttons); the viewer steps
+    through all of ``rows``."""
+    number = pager(len(rows), PER_PAGE, page_key, "Images")
 
     def render(row: dict, _: int) -> None:
         ui.thumb_card(
             row,
             wrapped(
-                f"<span class='vad-score'>{row['anomaly_score']:.2f}</span> {ui.escape(row['filename'])}"
+                f"<span class='vad-score'>{row[score]:.2f}</span> {ui.escape(row['filename'])}"
                 f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}"
             ),
         )
-        review_buttons(row["id"], "anom")
+        review_buttons(row["id"], prefix)
 
     ui.card_grid(
-        singles.iloc[(number - 1) * PER_PAGE : number * PER_PAGE].to_dict("records"),
+        rows.iloc[(number - 1) * PER_PAGE : number * PER_PAGE].to_dict("records"),
         render,
         actions=VIEWER_ACTIONS,
-        viewer_rows=singles.to_dict("records"),
+        viewer_rows=rows.to_dict("records"),
     )
 
 
@@ -267,24 +274,7 @@ def quality_part(include_reviewed: bool) -> None:
     if rows.empty:
         st.markdown(f"No image is flagged as {spec.label.lower()}.")
         return
-    number = pager(len(rows), PER_PAGE, "anom_quality_page", "Images")
-
-    def render(row: dict, _: int) -> None:
-        ui.thumb_card(
-            row,
-            wrapped(
-                f"<span class='vad-score'>{row[f'{check}_score']:.2f}</span> {ui.escape(row['filename'])}"
-                f"<br>{ui.escape(row['reasons'])}{review_note(row['review'])}"
-            ),
-        )
-        review_buttons(row["id"], "anomq")
-
-    ui.card_grid(
-        rows.iloc[(number - 1) * PER_PAGE : number * PER_PAGE].to_dict("records"),
-        render,
-        actions=VIEWER_ACTIONS,
-        viewer_rows=rows.to_dict("records"),
-    )
+    flagged_grid(rows, f"{check}_score", "anomq", "anom_quality_page")
 
 
 # --- the page ---------------------------------------------------------------------------------------

@@ -173,8 +173,9 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
 
 
 @st.fragment
-def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[frozenset[str]]) -> None:
+def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[frozenset[str]], version: int) -> None:
     """Paging and each cluster's review: a click reruns only this part, from the cached report."""
+    ui.rerun_page_if_changed(user, version)
     visible = [c for c in clusters if frozenset(c.members) not in hidden]
     if len(visible) < len(clusters):
         left, right = st.columns([4, 1], vertical_alignment="center")
@@ -230,7 +231,8 @@ if not levels:
 
 chosen = tuple(sorted(levels, key=LEVELS.index))
 ui.graph_panel(user, "duplicates")  # before the analysis: the graph is brought up to date in a background job
-report = _report(id(services), user, ui.data_version(user), count, chosen, near, round(semantic, 3))
+version = ui.data_version(user)
+report = _report(id(services), user, version, count, chosen, near, round(semantic, 3))
 clusters = record_filters.keep_clusters(list(report.clusters), user)  # the sidebar's dataset/split/label filter
 if sort == "Similarity":
     clusters.sort(key=lambda c: (-c.min_similarity, -len(c.members)))
@@ -280,5 +282,5 @@ if shown:
         icon=":material/download:",
         width="stretch",
     )
-_cluster_list(clusters, report.details, rows, hidden)
+_cluster_list(clusters, report.details, rows, hidden, version)
 detail.render_if_open()

@@ -239,8 +239,9 @@ def selection_actions(chosen: list[dict]) -> None:
 
 
 @st.fragment
-def explorer_map(data: pd.DataFrame, drawn: np.ndarray) -> None:
+def explorer_map(data: pd.DataFrame, drawn: np.ndarray, version: int) -> None:
     """The map, the clicked point and the selection: a click or a selection reruns only this."""
+    ui.rerun_page_if_changed(user, version)
     search, said = st.columns([3, 2], vertical_alignment="bottom")
     with search:
         stars, what = highlighted(data)
@@ -290,4 +291,4 @@ def explorer_map(data: pd.DataFrame, drawn: np.ndarray) -> None:
     detail.render_if_open()
 
 
-explorer_map(data, drawn)
+explorer_map(data, drawn, version)

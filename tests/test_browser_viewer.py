@@ -216,11 +216,6 @@ def test_anomalies_review_on_a_key(page):
     expect(card).to_contain_text("confirmed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug since the merge (2026-11-30): D + Enter moves the image to the trash, but the Duplicates "
-    "page behind the dialog (opened from the cluster list's fragment) keeps showing it until a full rerun",
-)
 def test_duplicates_delete_on_a_key_is_confirmed(page):
     from playwright.sync_api import expect
 
