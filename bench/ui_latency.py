@@ -244,10 +244,10 @@ def actions() -> list[Action]:
         Action(
             "Anomalies",
             "checkbox",
-            "include reviewed images",
+            "show reviewed images (toggle)",
             lambda p: first_visible(
-                p.get_by_test_id("stCheckbox").filter(has_text="Include reviewed"),
-                p.locator("label").filter(has_text="Include reviewed"),
+                p.locator("[class*='st-key-anom_reviewed'] label"),
+                p.locator("label").filter(has_text="Show reviewed images"),
             ),
         ),
         Action(
@@ -262,10 +262,8 @@ def actions() -> list[Action]:
         Action(
             "Anomalies",
             "filter change",
-            "a 'Show images flagged as' pill",
-            lambda p: first_visible(
-                p.locator("[class*='st-key-anom_show'] button").nth(1), p.get_by_test_id("stButtonGroup").first
-            ),
+            "a quality 'Check' pill",
+            lambda p: first_visible(p.locator("[class*='st-key-anom_check'] button").nth(1)),
         ),
         Action(
             "Duplicates",
@@ -411,18 +409,31 @@ class KeyboardReview:
     note: str = ""
 
 
+def open_viewer_with(page: Any, action: str, tries: int = 40) -> bool:
+    """Open the viewer from the first thumbnail whose list offers ``action`` (a page may show
+    thumbnails without review actions first, e.g. the Anomalies page's rare groups)."""
+    thumbnails = page.get_by_role("button", name="View image").filter(visible=True)
+    for nth in range(min(tries, thumbnails.count())):
+        settle(page)
+        thumbnails.nth(nth).click()
+        dialog = page.get_by_role("dialog")
+        dialog.locator(".stage").wait_for()
+        page.wait_for_function(SHOWN_JS, timeout=ACTION_TIMEOUT_MS)
+        if dialog.get_by_role("button", name=action).count():
+            return True
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
+    return False
+
+
 def review_with_keys(page: Any, wanted: int, key: str = "n") -> KeyboardReview:
     """Open the viewer on the first thumbnail of the page and press ``key`` (Anomalies: N, mark
     normal, which moves on) ``wanted`` times; each timing ends when the next image is on screen."""
     review = KeyboardReview(wanted)
-    thumbnail = first_visible(page.get_by_role("button", name="View image"))
-    if thumbnail is None:
-        review.note = "no thumbnail to open"
+    if not open_viewer_with(page, "Normal"):
+        review.note = "no thumbnail opens a viewer with a Normal action"
         return review
-    thumbnail.click()
     stage = page.get_by_role("dialog").locator(".stage")
-    stage.wait_for()
-    page.wait_for_function(SHOWN_JS, timeout=ACTION_TIMEOUT_MS)
     started = time.perf_counter()
     for _ in range(wanted):
         before = stage.get_attribute("data-image-id")

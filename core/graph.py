@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 GRAPH_K = 50
 EXACT_LIMIT = 50_000
 TARGET_RECALL = 0.95
-TUNING_MARGIN = 0.01  # tune a little above the target, so a fresh sample still meets it
+# The join tunes well above the bound: each probe is cheap (BLAS), and a neighbour it misses may be
+# a missed duplicate (at 1M: 0.966 recall@10 lost 0.5 % of planted semantic pairs, 0.99 none).
+TUNING_RECALL = 0.99
 TUNING_QUERIES = 1_000
 MAX_PROBES = 256  # lists searched per list at most
 _CHUNK = 65_536  # rows assigned to their list at a time
@@ -95,7 +97,7 @@ def _approximate(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np
     """An IVF list join: k-means splits the rows into lists, and each list's rows are searched
     exactly, in one matrix product, against the rows of the ``probes`` lists whose centres are
     nearest its own. ``probes`` is the fewest that puts the exact 10 nearest of sampled rows in
-    reach at ``TARGET_RECALL`` plus a margin; the recall returned is measured on the result."""
+    reach at ``TUNING_RECALL``; the recall returned is measured on the result."""
     n, dimension = vectors.shape
     nlist = max(16, int(2 * math.sqrt(n)))
     rng = np.random.default_rng(seed)
@@ -149,7 +151,7 @@ def _probes_for(lists: np.ndarray, nearby: np.ndarray, queries: np.ndarray, trut
     np.put_along_axis(rank, own, np.arange(own.shape[1])[None, :].repeat(len(queries), axis=0), axis=1)
     reached = np.take_along_axis(rank, lists[np.maximum(truth, 0)], axis=1)
     reached = np.where(truth >= 0, reached, -1)  # no neighbour to find: nothing missed
-    needed = TARGET_RECALL + TUNING_MARGIN
+    needed = max(TARGET_RECALL, TUNING_RECALL)
     for probes in range(1, nearby.shape[1] + 1):
         if np.mean(reached < probes) >= needed:
             return probes

@@ -296,11 +296,11 @@ head = st.columns([4, 1, 1], vertical_alignment="center")
 include_reviewed = head[0].toggle("Show reviewed images", value=True, key="anom_reviewed")
 export = current_report().drop(columns=["thumbnail_key"])
 head[1].download_button(
-    "CSV", export.to_csv(index=False), "anomalies.csv", "text/csv", icon=":material/download:", width="stretch"
+    "CSV", lambda: export.to_csv(index=False), "anomalies.csv", "text/csv", icon=":material/download:", width="stretch"
 )
 head[2].download_button(
     "JSON",
-    export.to_json(orient="records", indent=2),
+    lambda: export.to_json(orient="records", indent=2),
     "anomalies.json",
     "application/json",
     icon=":material/download:",

@@ -121,11 +121,11 @@ def leak_actions(report: LeakReport, splits: list[str], dataset: str | None) -> 
             st.rerun()
     exports = st.columns(2)
     exports[0].download_button(
-        "CSV", report.to_csv(), "leaks.csv", "text/csv", icon=":material/download:", width="stretch", key="qa_leak_csv"
+        "CSV", report.to_csv, "leaks.csv", "text/csv", icon=":material/download:", width="stretch", key="qa_leak_csv"
     )
     exports[1].download_button(
         "JSON",
-        report.to_json(),
+        report.to_json,
         "leaks.json",
         "application/json",
         icon=":material/download:",
@@ -195,7 +195,7 @@ def mislabels_view(dataset: str | None) -> None:
     metrics[2].metric("Reviewed", f"{int((flagged['review'] != '').sum()):,}")
     controls[2].download_button(
         "CSV",
-        report.to_csv(),
+        report.to_csv,
         "mislabels.csv",
         "text/csv",
         icon=":material/download:",
@@ -205,7 +205,7 @@ def mislabels_view(dataset: str | None) -> None:
     )
     controls[3].download_button(
         "JSON",
-        report.to_json(),
+        report.to_json,
         "mislabels.json",
         "application/json",
         icon=":material/download:",

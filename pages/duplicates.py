@@ -24,6 +24,7 @@ from core.reviews import mark_not_duplicates
 services = ui.services()
 user = ui.scope_user()
 PER_PAGE = 10
+MEMBERS_SHOWN = 12  # cards per cluster before "Show all": two rows of the grid
 COMPARE_PER_ROW = 4
 COMPARE_PER_TABLE = 3
 LEVEL_HELP = {
@@ -157,6 +158,14 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
             _compare(cluster, details, rows)
             return
         members = [{"id": m, **rows[m]} for m in cluster.members if m in rows]
+        shown = members
+        if len(members) > MEMBERS_SHOWN:
+            everyone = st.toggle(
+                f"Show all {len(members):,} images of this cluster",
+                key=f"dup_all_{cluster.id}",
+                help="The viewer steps through all of them either way",
+            )
+            shown = members if everyone else members[:MEMBERS_SHOWN]
 
         def render(row: dict, _: int, keeper: str = cluster.keeper, cluster_id: int = cluster.id) -> None:
             badge = "<b>KEEP</b> · " if row["id"] == keeper else ""
@@ -169,7 +178,9 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
                 detail.open_detail(row["id"])
                 st.rerun()
 
-        ui.card_grid(members, render, actions=[trash_ui.delete_action("duplicates")])
+        ui.card_grid(shown, render, actions=[trash_ui.delete_action("duplicates")], viewer_rows=members)
+        if len(shown) < len(members):
+            st.caption(f"The keeper and the next {len(shown) - 1} of {len(members):,} images.")
 
 
 @st.fragment
@@ -272,11 +283,16 @@ if shown:
         if st.button("Delete all but the keepers", type="primary", disabled=not confirm, key="dup_bulk"):
             _delete(redundant, "bulk")
     actions[1].download_button(
-        "CSV", frame.to_csv(index=False), "duplicates.csv", "text/csv", icon=":material/download:", width="stretch"
+        "CSV",
+        lambda: frame.to_csv(index=False),
+        "duplicates.csv",
+        "text/csv",
+        icon=":material/download:",
+        width="stretch",
     )
     actions[2].download_button(
         "JSON",
-        json.dumps([c.to_dict() for c in shown], indent=2),
+        lambda: json.dumps([c.to_dict() for c in shown], indent=2),
         "duplicates.json",
         "application/json",
         icon=":material/download:",

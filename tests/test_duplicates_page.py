@@ -3,8 +3,12 @@ the metadata diff, the confirmed "Delete others", and the thresholds shown with 
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from apptest_helpers import button, jpeg_variant, open_page, png, signed_in_app, texts, upload
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -86,3 +90,28 @@ def test_page_says_which_thresholds_are_in_use(app_env):
     at.button(key="dup_keep_1").click()
     at.run()
     assert "1 cluster(s) kept as they are and hidden for now." in texts(at)
+
+
+def test_a_large_cluster_shows_its_first_cards_until_asked_for_all(app_env):
+    """A cluster of 14 pixel-identical files (each with its own PNG text chunk, so the bytes
+    differ) draws the keeper and 11 more, then every card once "Show all" is on."""
+    picture = Image.open(io.BytesIO(png(7, (120, 90))))
+    files = []
+    for number in range(14):
+        info = PngInfo()
+        info.add_text("copy", str(number))
+        out = io.BytesIO()
+        picture.save(out, format="PNG", pnginfo=info)
+        files.append((f"same-{number:02d}.png", out.getvalue()))
+    at = open_page(signed_in_app(app_env, "kai"), "upload")
+    upload(at, files)
+    at = open_page(at, "duplicates")
+    at.pills(key="dup_levels").set_value(["exact"])
+    at.run()
+    assert not at.exception
+    assert "**Cluster 1** · exact · 14 images" in texts(at)
+    assert len([b for b in at.button if b.key and b.key.startswith("dup_open_1_")]) == 12
+    assert "The keeper and the next 11 of 14 images." in texts(at)
+    at.toggle(key="dup_all_1").set_value(True)
+    at.run()
+    assert len([b for b in at.button if b.key and b.key.startswith("dup_open_1_")]) == 14
