@@ -48,6 +48,7 @@ def synthetic_payload(
         "phash": f"{rng.integers(0, 2**63):016x}",
         "width": 640,
         "height": 480,
+        "content_size": [640, 480],  # what ingest records for a picture without a border
         "bytes": 120_000,
         "format": "JPEG",
         "created_at": now.isoformat(timespec="seconds"),
@@ -56,6 +57,7 @@ def synthetic_payload(
         "thumbnail_key": thumbnail_key(user, point),
         "tags": [],
     }
+    payload["content_phash"] = payload["phash"]
     if quality is not None:
         payload["quality"] = quality
     return payload

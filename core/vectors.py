@@ -27,10 +27,12 @@ import logging
 import os
 import pickle
 import shutil
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 _CHUNK = 65_536  # rows copied at a time when a base is rewritten
+# The last parsed base of a few users' caches in this process: reading a base parses every row's
+# JSON columns, which a page's every rerun after a review would otherwise pay again.
+_READ: OrderedDict[str, tuple[tuple, Snapshot]] = OrderedDict()
+_READ_LOCK = threading.Lock()
+_READ_KEPT = 4
 
 
 @dataclass
@@ -148,9 +155,31 @@ class VectorCache(IndexObserver):
         return sorted(p for p in (folder / "log").glob("*.pkl") if int(p.stem) > after)
 
     def _read_base(self, folder: Path) -> Snapshot | None:
+        """The live base, from the in-process copy when it is still the live one (bases never
+        change once written: a change makes a new one), else read and parsed from disk."""
         try:
             base = folder / (folder / "current").read_text().strip()
             meta = json.loads((base / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        key = (str(base), meta.get("epoch"), meta.get("seq"), meta.get("count"))
+        with _READ_LOCK:
+            known = _READ.get(str(folder))
+        if known is not None and known[0] == key:
+            snapshot = known[1]
+            return replace(snapshot, rows=snapshot.rows.copy())  # callers may change their rows
+        snapshot = self._parse_base(base, meta)
+        if snapshot is not None:
+            with _READ_LOCK:
+                _READ[str(folder)] = (key, snapshot)
+                _READ.move_to_end(str(folder))
+                while len(_READ) > _READ_KEPT:
+                    _READ.popitem(last=False)
+            snapshot = replace(snapshot, rows=snapshot.rows.copy())
+        return snapshot
+
+    def _parse_base(self, base: Path, meta: dict[str, Any]) -> Snapshot | None:
+        try:
             if meta.get("format") != FORMAT or meta.get("dimension") != self.dimension:
                 return None
             vectors = np.load(base / "vectors.npy", mmap_mode="r")
@@ -196,9 +225,11 @@ class VectorCache(IndexObserver):
         rows = pd.concat([rows[keep], new_rows], ignore_index=True) if len(new_rows) else rows[keep]
         new_vectors = [v for v, _, _ in added.values()]
         stamps = np.concatenate([base.stamps[keep], np.array([s for _, _, s in added.values()], np.int64)])
-        snapshot = self._write_base(
-            folder, _Stacked(base.vectors, keep, new_vectors, self.dimension), stamps, rows, seq, base.epoch
-        )
+        if keep.all() and not new_vectors and isinstance(base.vectors, np.memmap):  # payloads only: share the file
+            vectors: Any = Path(base.vectors.filename)
+        else:
+            vectors = _Stacked(base.vectors, keep, new_vectors, self.dimension)
+        snapshot = self._write_base(folder, vectors, stamps, rows, seq, base.epoch)
         self._drop_logs(folder, seq)
         return snapshot
 
@@ -232,16 +263,20 @@ class VectorCache(IndexObserver):
     def _write_base(
         self, folder: Path, vectors: Any, stamps: np.ndarray, rows: pd.DataFrame, seq: int, epoch: str
     ) -> Snapshot:
+        """Write a new base; ``vectors``: rows to copy, or the path of an older base's file to share."""
         target = folder / f"base-{seq}"
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
-        out = np.lib.format.open_memmap(
-            target / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(rows), self.dimension)
-        )
-        for start in range(0, len(rows), _CHUNK):
-            out[start : start + _CHUNK] = vectors[start : start + _CHUNK]
-        out.flush()
-        del out
+        if isinstance(vectors, Path):  # an unchanged vectors file of an older base: linked, not copied
+            os.link(vectors, target / "vectors.npy")
+        else:
+            out = np.lib.format.open_memmap(
+                target / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(rows), self.dimension)
+            )
+            for start in range(0, len(rows), _CHUNK):
+                out[start : start + _CHUNK] = vectors[start : start + _CHUNK]
+            out.flush()
+            del out
         table = rows.reset_index(drop=True).copy()
         json_columns = [c for c in table.columns if c != "id" and _holds_containers(table[c])]
         for column in json_columns:
