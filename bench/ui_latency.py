@@ -321,6 +321,7 @@ def actions() -> list[Action]:
 
 def go_to(page: Any, name: str, timeout_ms: int = ACTION_TIMEOUT_MS) -> float:
     """Open ``name`` from the sidebar; seconds from the click to the end of its first run."""
+    settle(page)  # a click while a run is in flight can be swallowed by it
     link = page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name)
     seconds = timed(page, link, timeout_ms=timeout_ms)
     print(f"  {name}: {seconds:.2f} s", flush=True)
@@ -479,6 +480,8 @@ def review_with_keys(page: Any, wanted: int, key: str = "n") -> KeyboardReview:
         review.samples.append(float(page.evaluate(ELAPSED_JS)))
     review.total_s = time.perf_counter() - started
     page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="detached")
+    settle(page)
     print(f"  viewer: {len(review.samples)} images reviewed by key in {review.total_s:.1f} s", flush=True)
     return review
 
