@@ -139,6 +139,42 @@ def bump_data_version(user: str | None = None) -> None:
     _versions()[user] = data_version(user) + 1
 
 
+@st.cache_resource
+def _review_state() -> tuple[dict[str, int], dict[tuple[str, int], dict[str, str]]]:
+    """Per-user review counters, and the reviews written since each collection version was read."""
+    return {}, {}
+
+
+def review_version(user: str) -> int:
+    """Changes with every anomaly review: a key for listings that show reviews (the Gallery's)."""
+    return _review_state()[0].get(user, 0)
+
+
+def note_reviews(user: str, ids: Sequence[str], status: str | None) -> None:
+    """Call after writing anomaly reviews to the index. They do not change the collection's
+    version: pages overlay them on their cached reports (``with_recent_reviews``) instead of
+    reloading the collection, which keeps a review click to one index write and a fragment."""
+    counters, recent = _review_state()
+    version = data_version(user)
+    for stale in [key for key in recent if key[0] == user and key[1] != version]:
+        del recent[stale]
+    recent.setdefault((user, version), {}).update(dict.fromkeys(ids, status or ""))
+    counters[user] = review_version(user) + 1
+
+
+def with_recent_reviews(user: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (``id`` and ``review`` columns, read at the current version) with the reviews
+    written since (a copy when there are any)."""
+    recent = _review_state()[1].get((user, data_version(user)))
+    if not recent or frame.empty:
+        return frame
+    frame = frame.copy()
+    frame["review"] = [
+        recent.get(image_id, review) for image_id, review in zip(frame["id"], frame["review"], strict=True)
+    ]
+    return frame
+
+
 def rerun_page_if_changed(user: str, drawn_from: int) -> None:
     """For a fragment drawn from data the page computed at ``data_version`` ``drawn_from``: rerun the
     whole page once the collection has changed since (e.g. a delete in the viewer, which reruns only

@@ -32,14 +32,15 @@ def _report(_services_id: int, user: str, version: int, count: int, method: str,
 
 
 def current_report(method: str = DEFAULT_METHOD, k: int = DEFAULT_K):
-    """The cached report of this method (a review bumps the version: read back from the disk cache)."""
-    return _report(id(services), user, ui.data_version(user), services.index.count(user), method, k)
+    """The cached report of this method, with the reviews written since it was read."""
+    report = _report(id(services), user, ui.data_version(user), services.index.count(user), method, k)
+    return ui.with_recent_reviews(user, report)
 
 
 def review(ids: list[str], status: str | None) -> None:
     with ui.track("review", page="anomalies", images=len(ids), review=status or "cleared"):
         set_anomaly_review(services.index, user, ids, status)
-    ui.bump_data_version()
+    ui.note_reviews(user, ids, status)
 
 
 def review_buttons(image_id: str, prefix: str) -> None:

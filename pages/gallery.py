@@ -31,14 +31,17 @@ CSS = """
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading your images…")
-def _table(_services_id: int, user: str, version: int, count: int, stamp: int) -> tuple[pd.DataFrame, gallery.Analyses]:
+def _table(
+    _services_id: int, user: str, version: int, reviews: int, count: int, stamp: int
+) -> tuple[pd.DataFrame, gallery.Analyses]:
     return gallery.qa_table(services, user)
 
 
 def table() -> tuple[pd.DataFrame, gallery.Analyses]:
-    """The QA table, cached until the images or the cached analyses change."""
+    """The QA table, cached until the images, their reviews or the cached analyses change."""
     count = services.index.count(user)
-    return _table(id(services), user, ui.data_version(user), count, gallery.analyses_stamp(services, user))
+    stamp = gallery.analyses_stamp(services, user)
+    return _table(id(services), user, ui.data_version(user), ui.review_version(user), count, stamp)
 
 
 # --- the query: widgets <-> URL -------------------------------------------------------------------

@@ -107,3 +107,29 @@ def test_pages_show_the_graph_version_and_recompute_it(app_env):
     assert _metric(at, "Clusters") == "1", "the same answer from the rebuilt graph"
     open_page(at, "anomalies")
     assert "Neighbour graph v2 · 4 images · exact" in [c.value for c in at.caption], "one graph for every page"
+
+
+def test_a_review_shows_in_the_gallery_and_survives_a_new_version(app_env):
+    """A review does not reload the collection (the page overlays it on its cached report), yet
+    the Gallery's review filter sees it at once, and so does the report read after a change."""
+    at = open_page(signed_in_app(app_env, "ivy"), "upload")
+    upload(at, [(f"p{i}.png", png(40 + i)) for i in range(12)])
+    open_page(at, "anomalies")
+    cards = [b.key for b in at.button if b.key and b.key.startswith(("anom_confirm_", "anomq_confirm_"))]
+    assert cards
+    image_id = cards[0].split("_confirm_", 1)[1]
+    at.button(key=cards[0]).click()
+    at.run()
+    open_page(at, "gallery")
+    at.multiselect(key="gallery_review").set_value(["confirmed"])
+    at.run()
+    assert "**1** image(s) of 12" in texts(at)
+    assert [b.key for b in at.button if b.key and b.key.startswith("open_")] == [f"open_{image_id}"]
+    at.multiselect(key="gallery_review").set_value([])
+    at.run()
+    upload(open_page(at, "upload"), [("late.png", png(99))])  # a new version of the collection
+    open_page(at, "anomalies")
+    at.toggle(key="anom_reviewed").set_value(False)
+    at.run()
+    remaining = [b.key for b in at.button if b.key and b.key.startswith(("anom_confirm_", "anomq_confirm_"))]
+    assert cards[0] not in remaining, "the review was written to the index, not only overlaid"
