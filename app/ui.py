@@ -281,15 +281,18 @@ def card_grid(
     columns: int = GRID_COLUMNS,
     actions: Sequence[viewer.ViewerAction] = (),
     viewer_rows: Sequence[dict[str, Any]] | None = None,
+    key: str = "",
 ) -> None:
     """Lay out cards in rows of ``columns`` so thumbnails line up. A click on a card's thumbnail
     (``thumb_card``) opens the viewer on ``viewer_rows`` (default ``rows``; e.g. every filtered
-    image while ``rows`` is one page of them), with the page's review ``actions`` on keys."""
+    image while ``rows`` is one page of them), with the page's review ``actions`` on keys.
+    ``key`` tells apart two grids of one page drawn by the same card function."""
     rows = list(rows)
     listed = rows if viewer_rows is None else list(viewer_rows)
     positions = {r.get("id"): i for i, r in enumerate(listed)}
-    # The same images may show in two grids of one page (e.g. two tabs): the card function tells them apart.
-    seed = "\n".join([getattr(render, "__qualname__", ""), *(str(r.get("id")) for r in listed)])
+    # The same images may show in two grids of one page (e.g. two tabs): the card function and
+    # the key tell them apart.
+    seed = "\n".join([getattr(render, "__qualname__", ""), key, *(str(r.get("id")) for r in listed)])
     token = hashlib.blake2b(seed.encode(), digest_size=4).hexdigest()
     for start in range(0, len(rows), columns):
         cells = st.columns(columns, gap="small")

@@ -244,6 +244,7 @@ def flagged_grid(rows: pd.DataFrame, score: str, prefix: str, page_key: str) -> 
         render,
         actions=VIEWER_ACTIONS,
         viewer_rows=rows.to_dict("records"),
+        key=prefix,
     )
 
 
