@@ -79,6 +79,7 @@ RUN_DONE_JS = """() => {
   return idle && !document.querySelector('[data-stale="true"]');
 }"""
 ELAPSED_JS = "() => (performance.now() - window.__vad.actedAt) / 1000"
+RESET_JS = "() => { window.__vad.actedAt = null; window.__vad.runs = []; }"
 # The viewer shows an image once its pixels are loaded (``data-loaded`` names the shown image); its
 # stage lives in the component's shadow root.
 _STAGE_JS = """const stage = () => {
@@ -332,7 +333,7 @@ def timed(
     page: Any, target: Any, then: Callable[[Any], None] | None = None, timeout_ms: int = ACTION_TIMEOUT_MS
 ) -> float:
     """Seconds from acting on ``target`` to the end of the run it caused."""
-    page.evaluate("() => { window.__vad.actedAt = null; window.__vad.runs = []; }")
+    page.evaluate(RESET_JS)
     if then is None:
         target.click()
     else:
@@ -372,6 +373,13 @@ def settle(page: Any) -> None:
 PAGES = ["Gallery", "Anomalies", "Duplicates", "Explorer", "Search", "Upload"]
 
 
+def snap(page: Any, folder: Path | None, name: str) -> None:
+    """A full-page screenshot ``folder/name.png`` when screenshots were asked for."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=folder / f"{name}.png", full_page=True)
+
+
 def measure(
     url: str, repeats: int, screenshots: Path | None, keyboard: int
 ) -> tuple[dict[str, float], list[Action], KeyboardReview]:
@@ -379,6 +387,7 @@ def measure(
 
     visits: dict[str, float] = {}
     measured = actions()
+    review = KeyboardReview(keyboard, note="not run")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         warm = browser.new_context(viewport={"width": 1440, "height": 900})
@@ -392,9 +401,7 @@ def measure(
                 go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
             except Exception as exc:  # say what the page showed, and warm up the rest
                 print(f"  {name}: no end of run seen ({type(exc).__name__})", flush=True)
-                if screenshots is not None:
-                    screenshots.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=screenshots / f"warm-up-{name.lower()}.png", full_page=True)
+                snap(page, screenshots, f"warm-up-{name.lower()}")
             jobs_done(page)
         warm.close()
 
@@ -405,17 +412,14 @@ def measure(
         print("first visits after sign-in:", flush=True)
         visits["Gallery (sign-in)"] = sign_in(page, url)
         for name in PAGES[1:]:
-            settle(page)  # a rerun still queued by the previous page would hide this click's run
             try:
                 visits[name] = go_to(page, name)
             except Exception as exc:  # record it and go on: one slow page must not hide the rest
                 visits[name] = float("nan")
                 print(f"  {name}: no end of run within {ACTION_TIMEOUT_MS / 1000:.0f} s ({type(exc).__name__})")
-                if screenshots is not None:
-                    screenshots.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=screenshots / f"timeout-{name.lower()}.png", full_page=True)
-                    state = page.evaluate("() => JSON.stringify(window.__vad.runs.slice(-5))")
-                    print(f"  last run states: {state}", flush=True)
+                snap(page, screenshots, f"timeout-{name.lower()}")
+                state = page.evaluate("() => JSON.stringify(window.__vad.runs.slice(-5))")
+                print(f"  last run states: {state}", flush=True)
         for name in ("Gallery", "Anomalies", "Duplicates"):
             go_to(page, name, timeout_ms=WARM_UP_TIMEOUT_MS)
             for action in (a for a in measured if a.page == name):
@@ -424,9 +428,7 @@ def measure(
                 go_to(page, "Gallery")
                 go_to(page, "Anomalies")
                 review = review_with_keys(page, keyboard)
-            if screenshots is not None:
-                screenshots.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=screenshots / f"latency-{name.lower()}.png", full_page=True)
+            snap(page, screenshots, f"latency-{name.lower()}")
         browser.close()
     return visits, measured, review
 
@@ -470,7 +472,7 @@ def review_with_keys(page: Any, wanted: int, key: str = "n") -> KeyboardReview:
     started = time.perf_counter()
     for _ in range(wanted):
         before = stage.get_attribute("data-image-id")
-        page.evaluate("() => { window.__vad.actedAt = null; window.__vad.runs = []; }")
+        page.evaluate(RESET_JS)
         page.keyboard.press(key)
         try:
             page.wait_for_function(NEXT_SHOWN_JS, arg=before, timeout=ACTION_TIMEOUT_MS, polling=20)

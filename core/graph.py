@@ -148,7 +148,7 @@ def _probes_for(lists: np.ndarray, nearby: np.ndarray, queries: np.ndarray, trut
     ``truth``, the target share lies in the searched lists (the search within them is exact)."""
     rank = np.full((len(queries), nearby.shape[0]), nearby.shape[1], dtype=np.int64)
     own = nearby[lists[queries]]  # each query's list's nearest lists, best first
-    np.put_along_axis(rank, own, np.arange(own.shape[1])[None, :].repeat(len(queries), axis=0), axis=1)
+    np.put_along_axis(rank, own, np.broadcast_to(np.arange(own.shape[1]), own.shape), axis=1)
     reached = np.take_along_axis(rank, lists[np.maximum(truth, 0)], axis=1)
     reached = np.where(truth >= 0, reached, -1)  # no neighbour to find: nothing missed
     needed = max(TARGET_RECALL, TUNING_RECALL)

@@ -226,7 +226,7 @@ class VectorCache(IndexObserver):
         new_vectors = [v for v, _, _ in added.values()]
         stamps = np.concatenate([base.stamps[keep], np.array([s for _, _, s in added.values()], np.int64)])
         if keep.all() and not new_vectors and isinstance(base.vectors, np.memmap):  # payloads only: share the file
-            vectors: Any = Path(base.vectors.filename)
+            vectors: np.ndarray | _Stacked | Path = Path(base.vectors.filename)
         else:
             vectors = _Stacked(base.vectors, keep, new_vectors, self.dimension)
         snapshot = self._write_base(folder, vectors, stamps, rows, seq, base.epoch)
@@ -261,7 +261,13 @@ class VectorCache(IndexObserver):
         return snapshot
 
     def _write_base(
-        self, folder: Path, vectors: Any, stamps: np.ndarray, rows: pd.DataFrame, seq: int, epoch: str
+        self,
+        folder: Path,
+        vectors: np.ndarray | _Stacked | Path,
+        stamps: np.ndarray,
+        rows: pd.DataFrame,
+        seq: int,
+        epoch: str,
     ) -> Snapshot:
         """Write a new base; ``vectors``: rows to copy, or the path of an older base's file to share."""
         target = folder / f"base-{seq}"
