@@ -112,6 +112,9 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # Below the app's server and the model's threads: where cores are short, a click or the
+    # forward pass goes first and the workers take the time left over.
+    os.nice(10)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()

@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 _CHUNK = 65_536  # rows copied at a time when a base is rewritten
+# Payload-only changes (reviews, tags) are applied in memory on read while they are few; a new base
+# is written once this many change files or changed rows have piled up, or with any new vector.
+_FOLD_AFTER_LOGS = 64
+_FOLD_AFTER_ROWS = 5_000
 # The last parsed base of a few users' caches in this process: reading a base parses every row's
 # JSON columns, which a page's every rerun after a review would otherwise pay again.
 _READ: OrderedDict[str, tuple[tuple, Snapshot]] = OrderedDict()
@@ -104,8 +108,9 @@ class VectorCache(IndexObserver):
         folder = self._folder(user)
         with _locked([folder]):
             snapshot = None if (folder / "dirty").exists() else self._read_base(folder)
-            if snapshot is not None and self._pending_logs(folder, snapshot.seq):
-                snapshot = self._fold(folder, snapshot)
+            pending = self._pending_logs(folder, snapshot.seq) if snapshot is not None else []
+            if snapshot is not None and pending:
+                snapshot = self._fold(folder, snapshot, pending)
             if snapshot is not None and self.index is not None and self.index.count(user) != len(snapshot):
                 log.info("vector cache of %s is stale (count differs from the index): rebuilding", user)
                 snapshot = None
@@ -193,18 +198,20 @@ class VectorCache(IndexObserver):
             return None
         return Snapshot(vectors, stamps, rows, int(meta["seq"]), meta["epoch"])
 
-    def _fold(self, folder: Path, base: Snapshot) -> Snapshot:
-        """Apply the logged changes to ``base`` and write the result as the new base."""
+    def _fold(self, folder: Path, base: Snapshot, pending: list[Path]) -> Snapshot:
+        """Apply the logged changes in ``pending`` to ``base``. A few payload changes stay in their
+        log files (applied again on the next read: a review costs no rewrite of the whole base);
+        otherwise the result is written as the new base."""
         position = pd.Index(base.rows["id"])
         keep = np.ones(len(base), dtype=bool)
         added: dict[str, tuple[np.ndarray, dict[str, Any], int]] = {}
         updates: list[tuple[int, dict[str, Any]]] = []
         seq = base.seq
-        for path in self._pending_logs(folder, base.seq):
+        for path in pending:
             seq = int(path.stem)
             for op, ids, data in pickle.loads(path.read_bytes()):
-                for number, image_id in enumerate(ids):
-                    at = position.get_indexer([image_id])[0]
+                places = position.get_indexer(ids)
+                for number, (image_id, at) in enumerate(zip(ids, places, strict=True)):
                     if op in ("upsert", "delete"):
                         if at >= 0:
                             keep[at] = False
@@ -216,16 +223,25 @@ class VectorCache(IndexObserver):
                     elif at >= 0 and keep[at]:
                         updates.append((at, data))
         rows = base.rows.copy()
-        for column in {column for _, values in updates for column in values}:
-            rows[column] = rows[column].astype(object) if column in rows else None
+        changed: dict[str, list[Any]] = {}
         for at, values in updates:
             for column, value in values.items():
-                rows.at[at, column] = value
+                if column not in changed:
+                    changed[column] = rows[column].tolist() if column in rows else [None] * len(rows)
+                changed[column][at] = value
+        for column, cells in changed.items():  # column types as a base read from disk has them
+            rows[column] = pd.Series(cells, index=rows.index)
+            if column in base.rows:
+                with suppress(TypeError, ValueError):
+                    rows[column] = rows[column].astype(base.rows[column].dtype)
         new_rows = pd.DataFrame([{"id": i, **payload} for i, (_, payload, _) in added.items()])
         rows = pd.concat([rows[keep], new_rows], ignore_index=True) if len(new_rows) else rows[keep]
         new_vectors = [v for v, _, _ in added.values()]
         stamps = np.concatenate([base.stamps[keep], np.array([s for _, _, s in added.values()], np.int64)])
-        if keep.all() and not new_vectors and isinstance(base.vectors, np.memmap):  # payloads only: share the file
+        payloads_only = keep.all() and not new_vectors
+        if payloads_only and len(pending) < _FOLD_AFTER_LOGS and len(updates) < _FOLD_AFTER_ROWS:
+            return Snapshot(base.vectors, stamps, rows, seq, base.epoch)
+        if payloads_only and isinstance(base.vectors, np.memmap):  # payloads only: share the file
             vectors: np.ndarray | _Stacked | Path = Path(base.vectors.filename)
         else:
             vectors = _Stacked(base.vectors, keep, new_vectors, self.dimension)

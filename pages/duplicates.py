@@ -249,7 +249,9 @@ if sort == "Similarity":
     clusters.sort(key=lambda c: (-c.min_similarity, -len(c.members)))
 
 images = ui.image_listing(user)
-rows = images.set_index("id").to_dict("index")
+# Only the cluster members' rows: a dict of every image's row took 1 s per run at 100k images.
+in_clusters = {m for c in clusters for m in c.members}
+rows = images[images["id"].isin(in_clusters)].set_index("id").to_dict("index")
 hidden: set[frozenset[str]] = st.session_state.setdefault("dup_kept", set())
 shown = [c for c in clusters if frozenset(c.members) not in hidden]
 redundant = [m for c in shown for m in c.to_delete if m in rows]

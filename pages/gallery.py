@@ -257,9 +257,9 @@ def card(row: dict, _: int) -> None:
     size = f"{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
     ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{size}")
     st.markdown(f"<div class='vad-chips'>{''.join(_chips(row))}</div>", unsafe_allow_html=True)
-    left, right = st.columns([1, 2], gap="small", vertical_alignment="center")
+    actions = st.container(horizontal=True, gap="small", vertical_alignment="center")  # not columns: fewer elements
     key = f"select_{st.session_state.get(GENERATION, 0)}_{row['id']}"
-    left.checkbox(
+    actions.checkbox(
         "Select",
         value=row["id"] in selection(),
         key=key,
@@ -267,7 +267,7 @@ def card(row: dict, _: int) -> None:
         args=(row["id"], key),
         label_visibility="collapsed",
     )
-    if right.button("Open", key=f"open_{row['id']}", width="stretch", help="Details, tags and similar images"):
+    if actions.button("Open", key=f"open_{row['id']}", width="stretch", help="Details, tags and similar images"):
         detail.open_detail(row["id"])
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from helpers import unit_rows
 
+from core import vectors
 from core.index import ImageRecord, image_id, open_index, vector_cache_root
 from core.index.base import Change
 from core.index.edge import EdgeIndex
@@ -85,6 +86,29 @@ def test_cache_follows_upsert_delete_payload_and_reembed(index, settings: Settin
     assert stamps[reembedded[0].id] > first.seq  # new vector: a new stamp for the graph
     assert stamps[records(ALICE, 5, 1)[0].id] <= first.seq  # payload only: the vector did not change
     assert not list((vector_cache_root(settings) / index.collection / ALICE / "log").glob("*.pkl"))  # folded
+
+
+def test_a_few_payload_changes_are_read_from_their_logs_until_enough_pile_up(
+    index, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index.upsert(records(ALICE, 0, 20))
+    cache(index, settings).load(ALICE)
+    folder = vector_cache_root(settings) / index.collection / ALICE
+    base = (folder / "current").read_text()
+    ids = [r.id for r in records(ALICE, 0, 20)]
+    index.set_payload(ALICE, ids[:2], {"anomaly_review": "normal"})
+    index.set_payload(ALICE, ids[2:3], {"tags": ["cats"], "filename": "renamed.png"})
+    assert_matches_index(index, settings, ALICE)
+    assert (folder / "current").read_text() == base  # two reviews: no rewrite of the whole base
+    assert len(list((folder / "log").glob("*.pkl"))) == 2
+    from_logs = cache(index, settings).load(ALICE)
+
+    monkeypatch.setattr(vectors, "_FOLD_AFTER_LOGS", 2)
+    folded = cache(index, settings).load(ALICE)
+    assert (folder / "current").read_text() != base
+    assert not list((folder / "log").glob("*.pkl"))
+    assert folded.seq == from_logs.seq
+    pd.testing.assert_frame_equal(from_logs.rows, folded.rows)  # values and column types as read from disk
 
 
 def test_a_write_that_bypassed_the_cache_is_caught_by_the_count(index, settings: Settings) -> None:
