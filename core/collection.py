@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from core.services import AnalysisServices, Services
 from core.vectors import Snapshot, cache_of
 
 log = logging.getLogger(__name__)
+
+#: Images whose backfilled fields are written to the index together.
+_BACKFILL_BATCH = 1000
 
 
 @dataclass
@@ -156,6 +160,7 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
     settings = services.settings
     limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
     written = False
+    measured: dict[str, dict[str, Any]] = {}  # written in batches: one logged change per batch
     for position in images.index[[lacks_stats(q) for q in images["quality"]]]:
         row = images.loc[position]
         try:
@@ -167,8 +172,12 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
                 log.warning("no quality stats for %s", row["id"], exc_info=True)
                 continue
         images.at[position, "quality"] = stats
-        services.index.set_payload(user, [row["id"]], {"quality": stats})
+        measured[row["id"]] = {"quality": stats}
+        if len(measured) == _BACKFILL_BATCH:
+            services.index.set_payloads(user, measured)
+            measured = {}
         written = True
+    services.index.set_payloads(user, measured)
     return written
 
 
@@ -186,6 +195,7 @@ def _backfill_content_phash(services: Services | AnalysisServices, user: str, im
         return False
     settings = services.settings
     limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
+    hashed: dict[str, dict[str, Any]] = {}
     for position in missing:
         row = images.loc[position]
         try:
@@ -197,7 +207,11 @@ def _backfill_content_phash(services: Services | AnalysisServices, user: str, im
             values = {"content_phash": row["phash"], "content_size": [int(row["width"]), int(row["height"])]}
         for key, value in values.items():
             images.at[position, key] = value
-        services.index.set_payload(user, [row["id"]], values)
+        hashed[row["id"]] = values
+        if len(hashed) == _BACKFILL_BATCH:
+            services.index.set_payloads(user, hashed)
+            hashed = {}
+    services.index.set_payloads(user, hashed)
     return True
 
 

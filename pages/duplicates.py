@@ -63,6 +63,12 @@ def _delete(ids: list[str], what: str) -> None:
     st.rerun()
 
 
+def _not_duplicates(members: list[str]) -> None:
+    with ui.track("not_duplicates", page="duplicates", images=len(members)):
+        mark_not_duplicates(services.index, user, members)
+    ui.bump_data_version()
+
+
 def _confirmed_delete(label: str, ids: list[str], key: str, names: list[str]) -> None:
     """A popover that lists what goes and deletes only on its own button."""
     with st.popover(label, icon=":material/delete:", width="stretch"):
@@ -144,16 +150,14 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
             on_click=hidden.add,
             args=(frozenset(cluster.members),),
         )
-        if buttons[3].button(
+        buttons[3].button(  # the fragment's rerun sees the new version and reruns the whole page
             "Not duplicates",
             key=f"dup_not_{cluster.id}",
             width="stretch",
             help="Remember that these are different images; they won't be proposed again",
-        ):
-            with ui.track("not_duplicates", page="duplicates", images=len(cluster.members)):
-                mark_not_duplicates(services.index, user, cluster.members)
-            ui.bump_data_version()
-            st.rerun()
+            on_click=_not_duplicates,
+            args=(cluster.members,),
+        )
         if st.session_state.get(comparing):
             _compare(cluster, details, rows)
             return

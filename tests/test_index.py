@@ -161,6 +161,21 @@ def test_set_payload_merges_values(filled) -> None:
     assert third == alice[2].payload
 
 
+def test_set_payloads_merges_each_images_own_values_for_the_user_only(filled) -> None:
+    index, alice, bob = filled
+    index.set_payloads(
+        "alice", {alice[0].id: {"tags": ["cat"]}, alice[1].id: {"tags": ["dog"], "n": 9}, bob[0].id: {"tags": ["x"]}}
+    )
+    first, second, third = (index.retrieve("alice", [r.id])[0].payload for r in alice[:3])
+    assert first == {"user": "alice", "n": 0, "tags": ["cat"]}
+    assert second == {"user": "alice", "n": 9, "tags": ["dog"]}
+    assert third == alice[2].payload
+    assert index.retrieve("bob", [bob[0].id])[0].payload == bob[0].payload  # not alice's to change
+    with pytest.raises(VectorIndexError, match="owner"):
+        index.set_payloads("alice", {alice[0].id: {"user": "bob"}})
+    index.set_payloads("alice", {})  # nothing to write
+
+
 def test_the_owner_cannot_be_changed(filled) -> None:
     index, alice, _ = filled
     with pytest.raises(VectorIndexError, match="owner"):

@@ -111,6 +111,16 @@ def test_a_few_payload_changes_are_read_from_their_logs_until_enough_pile_up(
     pd.testing.assert_frame_equal(from_logs.rows, folded.rows)  # values and column types as read from disk
 
 
+def test_a_batch_of_payloads_is_one_logged_change(index, settings: Settings) -> None:
+    index.upsert(records(ALICE, 0, 10))
+    cache(index, settings).load(ALICE)
+    ids = [r.id for r in records(ALICE, 0, 10)]
+    index.set_payloads(ALICE, {image: {"quality": {"entropy": 0.5 + n}} for n, image in enumerate(ids[:6])})
+    folder = vector_cache_root(settings) / index.collection / ALICE
+    assert len(list((folder / "log").glob("*.pkl"))) == 1
+    assert_matches_index(index, settings, ALICE)
+
+
 def test_a_write_that_bypassed_the_cache_is_caught_by_the_count(index, settings: Settings) -> None:
     index.upsert(records(ALICE, 0, 10))
     cache(index, settings).load(ALICE)

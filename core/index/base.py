@@ -6,7 +6,7 @@ import functools
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +101,24 @@ class VectorIndex(ABC):
     @abstractmethod
     def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
         """Merge ``values`` into the payload of the user's points among ``ids``."""
+
+    def set_payloads(self, user: str, values_by_id: Mapping[str, dict[str, Any]]) -> None:
+        """Merge each image's own values into its payload, as one write for the observers (a
+        backfill of thousands of images logs one change, not one per image)."""
+        changes = [Change("set_payload", user, (str(i),), values=v) for i, v in values_by_id.items()]
+        if not changes:
+            return
+        with ExitStack() as stack:
+            for observer in self.__dict__.get("observers", []):
+                stack.enter_context(observer.observe(changes))
+            self._write_payloads(user, values_by_id)
+
+    def _write_payloads(self, user: str, values_by_id: Mapping[str, dict[str, Any]]) -> None:
+        """``set_payloads``'s index write (observed by the caller): one ``set_payload`` per image
+        unless the implementation has a batch call."""
+        write = getattr(type(self).set_payload, "__wrapped__", type(self).set_payload)  # not observed again
+        for image_id, values in values_by_id.items():
+            write(self, user, [image_id], values)
 
     @abstractmethod
     def search(

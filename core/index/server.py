@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -167,6 +167,18 @@ class ServerIndex(VectorIndex):
                 points=models.FilterSelector(filter=_user_filter(user, ids)),
                 wait=True,
             )
+
+    def _write_payloads(self, user: str, values_by_id: Mapping[str, dict[str, Any]]) -> None:
+        if any("user" in values for values in values_by_id.values()):
+            raise VectorIndexError("the owner of an image cannot be changed")
+        operations = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=finite_payload(values), filter=_user_filter(user, [image_id]))
+            )
+            for image_id, values in values_by_id.items()
+        ]
+        if operations:
+            self._call("batch_update_points", update_operations=operations, wait=True)
 
     def search(
         self,
