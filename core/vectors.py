@@ -50,11 +50,12 @@ _CHUNK = 65_536  # rows copied at a time when a base is rewritten
 # is written once this many change files or changed rows have piled up, or with any new vector.
 _FOLD_AFTER_LOGS = 64
 _FOLD_AFTER_ROWS = 5_000
-# The last parsed base of a few users' caches in this process: reading a base parses every row's
-# JSON columns, which a page's every rerun after a review would otherwise pay again.
+# The last parsed base of a few users' caches in this process, and the base with the changes still
+# in its log applied: reading a base parses every row's JSON columns, and applying the log copies
+# the changed columns, which a page's every rerun after a review would otherwise pay again.
 _READ: OrderedDict[str, tuple[tuple, Snapshot]] = OrderedDict()
 _READ_LOCK = threading.Lock()
-_READ_KEPT = 4
+_READ_KEPT = 8
 
 
 @dataclass
@@ -168,20 +169,11 @@ class VectorCache(IndexObserver):
         except (OSError, ValueError):
             return None
         key = (str(base), meta.get("epoch"), meta.get("seq"), meta.get("count"))
-        with _READ_LOCK:
-            known = _READ.get(str(folder))
-        if known is not None and known[0] == key:
-            snapshot = known[1]
-            return replace(snapshot, rows=snapshot.rows.copy())  # callers may change their rows
+        known = _recall(str(folder), key)
+        if known is not None:
+            return known
         snapshot = self._parse_base(base, meta)
-        if snapshot is not None:
-            with _READ_LOCK:
-                _READ[str(folder)] = (key, snapshot)
-                _READ.move_to_end(str(folder))
-                while len(_READ) > _READ_KEPT:
-                    _READ.popitem(last=False)
-            snapshot = replace(snapshot, rows=snapshot.rows.copy())
-        return snapshot
+        return None if snapshot is None else _remember(str(folder), key, snapshot)
 
     def _parse_base(self, base: Path, meta: dict[str, Any]) -> Snapshot | None:
         try:
@@ -202,6 +194,10 @@ class VectorCache(IndexObserver):
         """Apply the logged changes in ``pending`` to ``base``. A few payload changes stay in their
         log files (applied again on the next read: a review costs no rewrite of the whole base);
         otherwise the result is written as the new base."""
+        memo = (str(folder / "log"), (base.epoch, base.seq, len(base), tuple(p.name for p in pending)))
+        known = _recall(*memo) if len(pending) < _FOLD_AFTER_LOGS else None  # applied by an earlier read
+        if known is not None:
+            return known
         position = pd.Index(base.rows["id"])
         keep = np.ones(len(base), dtype=bool)
         added: dict[str, tuple[np.ndarray, dict[str, Any], int]] = {}
@@ -240,7 +236,7 @@ class VectorCache(IndexObserver):
         stamps = np.concatenate([base.stamps[keep], np.array([s for _, _, s in added.values()], np.int64)])
         payloads_only = keep.all() and not new_vectors
         if payloads_only and len(pending) < _FOLD_AFTER_LOGS and len(updates) < _FOLD_AFTER_ROWS:
-            return Snapshot(base.vectors, stamps, rows, seq, base.epoch)
+            return _remember(*memo, Snapshot(base.vectors, stamps, rows, seq, base.epoch))
         if payloads_only and isinstance(base.vectors, np.memmap):  # payloads only: share the file
             vectors: np.ndarray | _Stacked | Path = Path(base.vectors.filename)
         else:
@@ -321,6 +317,26 @@ class VectorCache(IndexObserver):
             for path in (folder / "log").glob("*.pkl"):
                 if int(path.stem) <= upto:
                     path.unlink(missing_ok=True)
+
+
+def _recall(name: str, key: tuple) -> Snapshot | None:
+    """The snapshot kept under ``name`` if it was kept for ``key``, with rows of its own."""
+    with _READ_LOCK:
+        known = _READ.get(name)
+        if known is None or known[0] != key:
+            return None
+        _READ.move_to_end(name)
+    return replace(known[1], rows=known[1].rows.copy())  # callers may change their rows
+
+
+def _remember(name: str, key: tuple, snapshot: Snapshot) -> Snapshot:
+    """Keep ``snapshot`` under ``name`` for ``key``; returns it with rows of its own."""
+    with _READ_LOCK:
+        _READ[name] = (key, snapshot)
+        _READ.move_to_end(name)
+        while len(_READ) > _READ_KEPT:
+            _READ.popitem(last=False)
+    return replace(snapshot, rows=snapshot.rows.copy())
 
 
 class _Stacked:
