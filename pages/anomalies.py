@@ -298,13 +298,18 @@ if count < 3:
 ui.graph_panel(user, "anomalies")
 head = st.columns([4, 1, 1], vertical_alignment="center")
 include_reviewed = head[0].toggle("Show reviewed images", value=True, key="anom_reviewed")
-export = current_report().drop(columns=["thumbnail_key"])
+report_now = current_report()  # the cached frame: the callbacks below copy it only when clicked
 head[1].download_button(
-    "CSV", lambda: export.to_csv(index=False), "anomalies.csv", "text/csv", icon=":material/download:", width="stretch"
+    "CSV",
+    lambda: report_now.drop(columns=["thumbnail_key"]).to_csv(index=False),
+    "anomalies.csv",
+    "text/csv",
+    icon=":material/download:",
+    width="stretch",
 )
 head[2].download_button(
     "JSON",
-    lambda: export.to_json(orient="records", indent=2),
+    lambda: report_now.drop(columns=["thumbnail_key"]).to_json(orient="records", indent=2),
     "anomalies.json",
     "application/json",
     icon=":material/download:",

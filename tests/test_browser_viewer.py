@@ -8,7 +8,9 @@ closes on Esc. Screenshots at 1280, 1440 and 1920 px go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -214,6 +216,26 @@ def test_anomalies_review_on_a_key(page):
     close(page)
     card = page.locator(".vad-caption").filter(has_text=name).first
     expect(card).to_contain_text("confirmed")
+
+
+def test_anomaly_and_duplicate_exports_download_on_click(page):
+    """The exports are built when their button is clicked: every image's scores without internal
+    keys, and each duplicate cluster with its keeper among its members."""
+    from playwright.sync_api import expect
+
+    go(page, "Anomalies")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV", exact=True).first.click()
+    assert download.value.suggested_filename == "anomalies.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert "dark.jpg" in {row["filename"] for row in rows}
+    assert "is_anomaly" in rows[0] and "thumbnail_key" not in rows[0]
+    go(page, "Duplicates")
+    expect(page.get_by_text("Cluster 1")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="JSON", exact=True).first.click()
+    clusters = json.loads(Path(download.value.path()).read_text())
+    assert clusters and all(cluster["keeper"] in cluster["members"] for cluster in clusters)
 
 
 def test_duplicates_delete_on_a_key_is_confirmed(page):
