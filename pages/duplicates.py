@@ -24,6 +24,9 @@ from core.reviews import mark_not_duplicates
 services = ui.services()
 user = ui.scope_user()
 PER_PAGE = 10
+#: Clusters marked "Not duplicates" since the page last ran whole, and the collection version the
+#: cluster list is right for (its own marks included).
+DISMISSED, LIST_VERSION = "dup_dismissed", "dup_list_version"
 MEMBERS_SHOWN = 12  # cards per cluster before "Show all": two rows of the grid
 COMPARE_PER_ROW = 4
 COMPARE_PER_TABLE = 3
@@ -64,9 +67,16 @@ def _delete(ids: list[str], what: str) -> None:
 
 
 def _not_duplicates(members: list[str]) -> None:
+    """Remember the decision, and leave the cluster out of the list drawn now. The collection's
+    version changes (other pages refresh); the list does not need the page's whole rerun for it,
+    unless something else changed since it was drawn."""
+    before = ui.data_version(user)
     with ui.track("not_duplicates", page="duplicates", images=len(members)):
         mark_not_duplicates(services.index, user, members)
     ui.bump_data_version()
+    st.session_state.setdefault(DISMISSED, set()).add(frozenset(members))
+    if st.session_state.get(LIST_VERSION) == before:
+        st.session_state[LIST_VERSION] = ui.data_version(user)
 
 
 def _confirmed_delete(label: str, ids: list[str], key: str, names: list[str]) -> None:
@@ -190,11 +200,19 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
 @st.fragment
 def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[frozenset[str]], version: int) -> None:
     """Paging and each cluster's review: a click reruns only this part, from the cached report."""
-    ui.rerun_page_if_changed(user, version)
-    visible = [c for c in clusters if frozenset(c.members) not in hidden]
-    if len(visible) < len(clusters):
+    current = max(version, st.session_state.get(LIST_VERSION, version))  # + its own "Not duplicates"
+    ui.rerun_page_if_changed(user, current)
+    st.session_state[LIST_VERSION] = current
+    dismissed = st.session_state.get(DISMISSED, set())
+    live = [c for c in clusters if frozenset(c.members) not in dismissed]
+    if clusters and not live:
+        st.rerun(scope="app")  # the last cluster is gone: the page says so
+    if len(live) < len(clusters):
+        st.caption(f"{len(clusters) - len(live):,} cluster(s) marked as not duplicates: they won't be proposed again.")
+    visible = [c for c in live if frozenset(c.members) not in hidden]
+    if len(visible) < len(live):
         left, right = st.columns([4, 1], vertical_alignment="center")
-        left.caption(f"{len(clusters) - len(visible):,} cluster(s) kept as they are and hidden for now.")
+        left.caption(f"{len(live) - len(visible):,} cluster(s) kept as they are and hidden for now.")
         right.button("Show them again", key="dup_unhide", width="stretch", on_click=hidden.clear)
     pages = max(1, -(-len(visible) // PER_PAGE))
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="dup_page") if pages > 1 else 1
@@ -257,6 +275,8 @@ images = ui.image_listing(user)
 in_clusters = {m for c in clusters for m in c.members}
 rows = images[images["id"].isin(in_clusters)].set_index("id").to_dict("index")
 hidden: set[frozenset[str]] = st.session_state.setdefault("dup_kept", set())
+st.session_state[DISMISSED] = set()  # this run's report already leaves out what was marked
+st.session_state[LIST_VERSION] = version
 shown = [c for c in clusters if frozenset(c.members) not in hidden]
 redundant = [m for c in shown for m in c.to_delete if m in rows]
 metrics = st.columns(4)

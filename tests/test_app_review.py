@@ -56,6 +56,34 @@ def test_not_duplicates_is_remembered(app_env):
     assert "No duplicates at these settings" in texts(open_page(again, "duplicates"))
 
 
+def test_not_duplicates_leaves_the_other_clusters_in_place(app_env):
+    """With two clusters, "Not duplicates" on one takes it out of the list; the other stays, and
+    the decision holds in a new session. (In a browser only the list reruns; AppTest runs the
+    whole page, so this checks what is shown, not how.)"""
+    at = open_page(signed_in_app(app_env, "gina"), "upload")
+    first, second = png(1, (200, 150)), png(2, (180, 120))
+    upload(
+        at,
+        [
+            ("first.png", first),
+            ("first-copy.jpg", jpeg_variant(first, 0.9, 80)),
+            ("second.png", second),
+            ("second-copy.jpg", jpeg_variant(second, 0.9, 80)),
+            ("other.png", png(3)),
+        ],
+    )
+    at = open_page(at, "duplicates")
+    assert {"**Cluster 1**", "**Cluster 2**"} <= {t.split(" · ")[0] for t in texts(at).splitlines()}
+    marked = "first" if "KEEP</b> · first.png" in texts(at).split("**Cluster 2**")[0] else "second"
+    at.button(key="dup_not_1").click()
+    at.run()
+    shown = texts(at)
+    kept = "second" if marked == "first" else "first"
+    assert f"KEEP</b> · {kept}.png" in shown and f"KEEP</b> · {marked}.png" not in shown
+    again = texts(open_page(sign_in(new_app(), "gina"), "duplicates"))
+    assert f"{kept}.png" in again and f"{marked}.png" not in again
+
+
 def test_bulk_delete_after_confirmation_and_thresholds(app_env):
     at = _with_near_duplicates(app_env, "fay")
     at.pills(key="dup_levels").set_value(["exact", "near"])
