@@ -160,7 +160,7 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
             on_click=hidden.add,
             args=(frozenset(cluster.members),),
         )
-        buttons[3].button(  # the fragment's rerun sees the new version and reruns the whole page
+        buttons[3].button(  # the callback takes the cluster out of the list; only the list reruns
             "Not duplicates",
             key=f"dup_not_{cluster.id}",
             width="stretch",
