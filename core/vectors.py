@@ -218,7 +218,7 @@ class VectorCache(IndexObserver):
                         added[image_id][1].update(data)
                     elif at >= 0 and keep[at]:
                         updates.append((at, data))
-        rows = base.rows.copy()
+        rows = base.rows.copy(deep=False)  # copy-on-write: the changed columns are replaced below
         changed: dict[str, list[Any]] = {}
         for at, values in updates:
             for column, value in values.items():
@@ -326,7 +326,8 @@ def _recall(name: str, key: tuple) -> Snapshot | None:
         if known is None or known[0] != key:
             return None
         _READ.move_to_end(name)
-    return replace(known[1], rows=known[1].rows.copy())  # callers may change their rows
+    # Callers may change their rows: pandas copies on write, so a shallow copy keeps the kept one intact.
+    return replace(known[1], rows=known[1].rows.copy(deep=False))
 
 
 def _remember(name: str, key: tuple, snapshot: Snapshot) -> Snapshot:
@@ -336,7 +337,7 @@ def _remember(name: str, key: tuple, snapshot: Snapshot) -> Snapshot:
         _READ.move_to_end(name)
         while len(_READ) > _READ_KEPT:
             _READ.popitem(last=False)
-    return replace(snapshot, rows=snapshot.rows.copy())
+    return replace(snapshot, rows=snapshot.rows.copy(deep=False))
 
 
 class _Stacked:

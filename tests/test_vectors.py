@@ -121,6 +121,16 @@ def test_a_batch_of_payloads_is_one_logged_change(index, settings: Settings) -> 
     assert_matches_index(index, settings, ALICE)
 
 
+def test_changing_the_rows_a_read_returned_leaves_the_next_read_intact(index, settings: Settings) -> None:
+    index.upsert(records(ALICE, 0, 5))
+    index.set_payload(ALICE, [records(ALICE, 0, 1)[0].id], {"anomaly_review": "normal"})  # a pending change
+    for _ in range(2):  # the first read keeps what it parsed, the second is served from it
+        returned = cache(index, settings).load(ALICE)
+        returned.rows["filename"] = "changed.png"
+        returned.rows.loc[0, "anomaly_review"] = "confirmed"
+        assert_matches_index(index, settings, ALICE)
+
+
 def test_a_write_that_bypassed_the_cache_is_caught_by_the_count(index, settings: Settings) -> None:
     index.upsert(records(ALICE, 0, 10))
     cache(index, settings).load(ALICE)
