@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,26 +160,21 @@ def _backfill_quality(services: Services | AnalysisServices, user: str, images: 
     """
     settings = services.settings
     limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
-    written = False
-    measured: dict[str, dict[str, Any]] = {}  # written in batches: one logged change per batch
-    for position in images.index[[lacks_stats(q) for q in images["quality"]]]:
-        row = images.loc[position]
-        try:
-            stats = image_stats(decode(services.store.get(row["original_key"]), limits).image)
-        except Exception:  # an unreadable original: measure the thumbnail instead
+
+    def measured() -> Iterator[tuple[Any, dict[str, Any]]]:
+        for position in images.index[[lacks_stats(q) for q in images["quality"]]]:
+            row = images.loc[position]
             try:
-                stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
-            except Exception:  # nothing readable: leave the checks blank for this image
-                log.warning("no quality stats for %s", row["id"], exc_info=True)
-                continue
-        images.at[position, "quality"] = stats
-        measured[row["id"]] = {"quality": stats}
-        if len(measured) == _BACKFILL_BATCH:
-            services.index.set_payloads(user, measured)
-            measured = {}
-        written = True
-    services.index.set_payloads(user, measured)
-    return written
+                stats = image_stats(decode(services.store.get(row["original_key"]), limits).image)
+            except Exception:  # an unreadable original: measure the thumbnail instead
+                try:
+                    stats = image_stats(open_rgb(services.store.get(row["thumbnail_key"])))
+                except Exception:  # nothing readable: leave the checks blank for this image
+                    log.warning("no quality stats for %s", row["id"], exc_info=True)
+                    continue
+            yield position, {"quality": stats}
+
+    return _save_in_batches(services, user, images, measured())
 
 
 def _backfill_content_phash(services: Services | AnalysisServices, user: str, images: pd.DataFrame) -> bool:
@@ -190,29 +186,43 @@ def _backfill_content_phash(services: Services | AnalysisServices, user: str, im
     for column in ("content_phash", "content_size"):
         if column not in images:
             images[column] = None
-    missing = images.index[[not (isinstance(h, str) and h) for h in images["content_phash"]]]
-    if len(missing) == 0:
-        return False
     settings = services.settings
     limits = ImageLimits(max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
-    hashed: dict[str, dict[str, Any]] = {}
-    for position in missing:
-        row = images.loc[position]
-        try:
-            decoded = decode(services.store.get(row["original_key"]), limits)
-            content = content_of(decoded.image, decoded.width, decoded.height)
-            values = {"content_phash": content.phash, "content_size": [content.width, content.height]}
-        except Exception:  # an unreadable original: fall back to the whole picture
-            log.warning("no content pHash for %s; using its pHash", row["id"], exc_info=True)
-            values = {"content_phash": row["phash"], "content_size": [int(row["width"]), int(row["height"])]}
+
+    def measured() -> Iterator[tuple[Any, dict[str, Any]]]:
+        for position in images.index[[not (isinstance(h, str) and h) for h in images["content_phash"]]]:
+            row = images.loc[position]
+            try:
+                decoded = decode(services.store.get(row["original_key"]), limits)
+                content = content_of(decoded.image, decoded.width, decoded.height)
+                yield position, {"content_phash": content.phash, "content_size": [content.width, content.height]}
+            except Exception:  # an unreadable original: fall back to the whole picture
+                log.warning("no content pHash for %s; using its pHash", row["id"], exc_info=True)
+                yield position, {"content_phash": row["phash"], "content_size": [int(row["width"]), int(row["height"])]}
+
+    return _save_in_batches(services, user, images, measured())
+
+
+def _save_in_batches(
+    services: Services | AnalysisServices,
+    user: str,
+    images: pd.DataFrame,
+    measured: Iterator[tuple[Any, dict[str, Any]]],
+) -> bool:
+    """Put each backfilled image's values in ``images`` and in the index, ``_BACKFILL_BATCH``
+    images per write (one logged change each); whether there were any."""
+    batch: dict[str, dict[str, Any]] = {}
+    written = False
+    for position, values in measured:
         for key, value in values.items():
             images.at[position, key] = value
-        hashed[row["id"]] = values
-        if len(hashed) == _BACKFILL_BATCH:
-            services.index.set_payloads(user, hashed)
-            hashed = {}
-    services.index.set_payloads(user, hashed)
-    return True
+        batch[images.at[position, "id"]] = values
+        written = True
+        if len(batch) == _BACKFILL_BATCH:
+            services.index.set_payloads(user, batch)
+            batch = {}
+    services.index.set_payloads(user, batch)
+    return written
 
 
 __all__ = ["STAT_COLUMNS", "Collection", "load_collection"]

@@ -108,6 +108,8 @@ class VectorIndex(ABC):
         changes = [Change("set_payload", user, (str(i),), values=v) for i, v in values_by_id.items()]
         if not changes:
             return
+        if any("user" in values for values in values_by_id.values()):
+            raise VectorIndexError("the owner of an image cannot be changed")
         with ExitStack() as stack:
             for observer in self.__dict__.get("observers", []):
                 stack.enter_context(observer.observe(changes))

@@ -169,16 +169,13 @@ class ServerIndex(VectorIndex):
             )
 
     def _write_payloads(self, user: str, values_by_id: Mapping[str, dict[str, Any]]) -> None:
-        if any("user" in values for values in values_by_id.values()):
-            raise VectorIndexError("the owner of an image cannot be changed")
         operations = [
             models.SetPayloadOperation(
                 set_payload=models.SetPayload(payload=finite_payload(values), filter=_user_filter(user, [image_id]))
             )
             for image_id, values in values_by_id.items()
         ]
-        if operations:
-            self._call("batch_update_points", update_operations=operations, wait=True)
+        self._call("batch_update_points", update_operations=operations, wait=True)
 
     def search(
         self,
