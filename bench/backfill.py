@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ui_latency
+from bench.common import synthetic_payload
 from core.collection import load_collection
 from core.services import open_services
 from core.settings import load_settings
@@ -26,25 +27,21 @@ USER = "older"
 
 
 def older_payload(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """The latency bench's payload without the fields older versions did not record."""
+    """The benches' synthetic payload without the fields older versions did not record."""
     payload = synthetic_payload(*args, **kwargs)
     payload.pop("content_phash", None)
     payload.pop("content_size", None)
     return payload
 
 
-synthetic_payload = ui_latency.synthetic_payload
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=3000)
     args = parser.parse_args()
-    ui_latency.synthetic_payload = older_payload  # populate() builds its payloads with it
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         services = open_services(load_settings(data_dir=Path(tmp), model=ui_latency.MODEL, device="cpu"))
         try:
-            ui_latency.populate(services, USER, args.images)
+            ui_latency.populate(services, USER, args.images, make_payload=older_payload)
             started = time.perf_counter()
             collection = load_collection(services, USER)
             first = time.perf_counter() - started

@@ -69,21 +69,22 @@ const watch = () => new MutationObserver(changes => {
 }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
 if (document.body) { watch(); } else { document.addEventListener('DOMContentLoaded', watch); }
 """
-RUN_DONE_JS = """() => {
+# No run in flight and no stale element left on the page.
+_IDLE = """const app = document.querySelector('[data-testid="stApp"]');
+  const idle = !!app && app.getAttribute('data-test-script-state') === 'notRunning';
+  return idle && !document.querySelector('[data-stale="true"]');"""
+IDLE_JS = "() => {\n  " + _IDLE + "\n}"
+# A run started after the user acted, and the page is idle again.
+RUN_DONE_JS = (
+    """() => {
   const v = window.__vad;
   if (v.actedAt === null) return false;
   const runs = v.runs.filter(r => r.at >= v.actedAt);
-  const start = runs.findIndex(r => r.state === 'running');
-  if (start < 0) return false;
-  const app = document.querySelector('[data-testid="stApp"]');
-  const idle = app && app.getAttribute('data-test-script-state') === 'notRunning';
-  return idle && !document.querySelector('[data-stale="true"]');
-}"""
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  const idle = !!app && app.getAttribute('data-test-script-state') === 'notRunning';
-  return idle && !document.querySelector('[data-stale="true"]');
-}"""
+  if (!runs.some(r => r.state === 'running')) return false;
+  """
+    + _IDLE
+    + "\n}"
+)
 #: Runs the server reported finished, per page (``count_finished_runs``).
 FINISHED_RUNS: dict[int, int] = {}
 ELAPSED_JS = "() => (performance.now() - window.__vad.actedAt) / 1000"
@@ -127,9 +128,17 @@ def templates() -> list[tuple[bytes, dict[str, float]]]:
     return made
 
 
-def populate(services: Any, user: str, count: int, seed: int = 0, labelled: bool = False) -> None:
+def populate(
+    services: Any,
+    user: str,
+    count: int,
+    seed: int = 0,
+    labelled: bool = False,
+    make_payload: Callable[..., dict[str, Any]] = synthetic_payload,
+) -> None:
     """``count`` images written through the store and the index, with planted problems;
-    ``labelled``: each also gets a split (80 % train, 20 % test) and a label (its cluster's)."""
+    ``labelled``: each also gets a split (80 % train, 20 % test) and a label (its cluster's);
+    ``make_payload``: as ``bench.common.synthetic_payload`` (e.g. one that leaves fields out)."""
     from core.embed import normalise
     from core.index import ImageRecord
 
@@ -148,7 +157,7 @@ def populate(services: Any, user: str, count: int, seed: int = 0, labelled: bool
     for i in range(count):
         point = str(uuid.uuid4())
         data, stats = made[0] if rng.random() < DARK_SHARE else made[1 + i % (len(made) - 1)]
-        payload = synthetic_payload(user, i, point, rng, quality=stats)
+        payload = make_payload(user, i, point, rng, quality=stats)
         payload["filename"] = f"{user}_{i:05d}.webp"
         payload["original_key"] = payload["original_key"].removesuffix(".jpg") + ".webp"
         payload.update(format="WEBP", width=128, height=96, bytes=len(data), content_size=[128, 96])
@@ -221,14 +230,15 @@ def quality_pill(page: Any) -> Any:
 def step_up(page: Any, key: str) -> Any:
     """The + of the page number input ``key``, back on page 1 first when this is the last page
     (reviews and hidden clusters shorten the list while the bench runs)."""
-    button = first_visible(page.locator(f"[class*='st-key-{key}'] [data-testid='stNumberInputStepUp']"))
+    pager = page.locator(f"[class*='st-key-{key}']")
+    button = first_visible(pager.locator("[data-testid='stNumberInputStepUp']"))
     if button is not None and button.is_disabled():
-        box = page.locator(f"[class*='st-key-{key}'] input").first
+        box = pager.locator("input").first
         box.fill("1")
         box.press("Enter")
         page.wait_for_timeout(300)
         settle(page)
-        button = first_visible(page.locator(f"[class*='st-key-{key}'] [data-testid='stNumberInputStepUp']"))
+        button = first_visible(pager.locator("[data-testid='stNumberInputStepUp']"))
     return button
 
 
@@ -353,8 +363,8 @@ def count_finished_runs(page: Any) -> None:
     FINISHED_RUNS[id(page)] = 0
 
     def frame(payload: bytes | str) -> None:
-        message = ForwardMsg()
         if isinstance(payload, bytes):
+            message = ForwardMsg()
             with contextlib.suppress(Exception):  # not a ForwardMsg: not a run's end
                 message.ParseFromString(payload)
                 if message.WhichOneof("type") == "script_finished":
@@ -405,11 +415,7 @@ def jobs_done(page: Any, timeout_s: float = WARM_UP_TIMEOUT_MS / 1000) -> None:
 
 def settle(page: Any) -> None:
     """Wait until no run is in flight (after a page switch or an earlier action)."""
-    page.wait_for_function(
-        "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
-        " return a && a.getAttribute('data-test-script-state') === 'notRunning' }",
-        timeout=ACTION_TIMEOUT_MS,
-    )
+    page.wait_for_function(IDLE_JS, timeout=ACTION_TIMEOUT_MS)
 
 
 PAGES = ["Gallery", "Anomalies", "Duplicates", "Explorer", "Search", "Upload"]
