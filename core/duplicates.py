@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 from core.collection import Collection, load_collection
 from core.graph import NeighbourGraph
 from core.hamming import hamming_pairs
+from core.quality import STAT_COLUMNS, run_checks
 from core.reviews import not_duplicate_pairs
 from core.services import AnalysisServices, Services
 
@@ -189,7 +190,7 @@ class DuplicateFinder:
             return []
         graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
-        facts = _keeper_facts(images)
+        facts = _keeper_facts(images, np.unique(np.concatenate([rows, cols])))
 
         clusters: list[Cluster] = []
         for label in np.unique(labels[np.concatenate([rows, cols])]):
@@ -344,20 +345,23 @@ class DuplicateFinder:
 
 
 def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """Positions of ``rows`` best first, and why: the most picture pixels (inside any border;
-    within 10 % counts as the same, since the border is found on a small copy), then the least
-    border around it (the picture's share of the image, in steps of 5 %), then the largest file,
-    then the oldest."""
+    """Positions of ``rows`` best first, and why: the fewest quality flags (``quality_flags``, when
+    given: a too dark or blurry copy is never kept over a clean one), then the most picture pixels
+    (inside any border; within 10 % counts as the same, since the border is found on a small copy),
+    then the least border around it (the picture's share of the image, in steps of 5 %), then the
+    largest file, then the oldest."""
     full = (rows["width"] * rows["height"]).to_numpy(np.float64)
     picture = _picture_pixels(rows, full)
     size_class = np.floor(np.log(np.maximum(picture, 1.0)) / np.log(1.1))
     share_class = np.round(20 * picture / np.maximum(full, 1.0))
     sizes = rows["bytes"].to_numpy()
     created = rows["created_ts"].to_numpy(dtype=np.float64)
-    order = np.lexsort((created, -sizes, -share_class, -size_class))
+    flags = rows["quality_flags"].to_numpy() if "quality_flags" in rows else np.zeros(len(rows))
+    order = np.lexsort((created, -sizes, -share_class, -size_class, flags))
     first = order[0]
     w, h = _whole(rows["width"].iloc[first]), _whole(rows["height"].iloc[first])
-    same_size = size_class == size_class[first]
+    fewest = flags == flags[first]
+    same_size = fewest & (size_class == size_class[first])
     same_share = same_size & (share_class == share_class[first])
     if same_size.sum() == 1:
         reason = f"most pixels ({w}×{h})"
@@ -368,12 +372,17 @@ def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
     else:
         when = datetime.fromtimestamp(created[first], UTC).strftime("%Y-%m-%d %H:%M")
         reason = f"same pixels and file size, oldest (added {when} UTC)"
+    if not fewest.all():
+        clean = "no quality flags" if flags[first] == 0 else "fewest quality flags"
+        reason = f"{clean} ({w}×{h})" if fewest.sum() == 1 else f"{clean}, then {reason}"
     return order, reason
 
 
-def _keeper_facts(images: pd.DataFrame) -> pd.DataFrame:
+def _keeper_facts(images: pd.DataFrame, clustered: np.ndarray) -> pd.DataFrame:
     """The columns ``keeper_order`` reads, as plain NumPy columns: a row lookup in the collection's
-    Arrow-backed table costs milliseconds at a million rows, in this copy microseconds."""
+    Arrow-backed table costs milliseconds at a million rows, in this copy microseconds.
+    ``quality_flags`` (how many quality checks flag the image) is counted for the ``clustered``
+    rows only, where the stats are known."""
     columns = {
         "width": images["width"].to_numpy(np.float64, na_value=np.nan),
         "height": images["height"].to_numpy(np.float64, na_value=np.nan),
@@ -382,6 +391,11 @@ def _keeper_facts(images: pd.DataFrame) -> pd.DataFrame:
     }
     if "content_size" in images:
         columns["content_size"] = images["content_size"].to_numpy(object)
+    if set(STAT_COLUMNS) <= set(images.columns):
+        flags = np.zeros(len(images), dtype=np.int64)
+        checks = run_checks(images.iloc[clustered])
+        flags[clustered] = checks.filter(like="is_").sum(axis=1).to_numpy()
+        columns["quality_flags"] = flags
     return pd.DataFrame(columns)
 
 

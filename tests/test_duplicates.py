@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REAL_PHOTOS, encode, ingest_files, pattern, synthetic_collection, tiny_services, unit_rows
+from helpers import (
+    NORMAL_STATS,
+    REAL_PHOTOS,
+    encode,
+    ingest_files,
+    pattern,
+    synthetic_collection,
+    tiny_services,
+    unit_rows,
+)
 from PIL import Image, ImageDraw
 
 from core import duplicates
@@ -271,6 +280,23 @@ def test_keeper_on_equal_pixels_and_size_is_the_oldest() -> None:
     when = datetime.fromtimestamp(1_600_000_000, UTC).strftime("%Y-%m-%d %H:%M")
     assert when == "2020-09-13 12:26"
     assert cluster.keeper_reason == f"same pixels and file size, oldest (added {when} UTC)"
+
+
+def test_keeper_is_never_a_copy_the_quality_checks_flag() -> None:
+    dark = {**NORMAL_STATS, "brightness": 0.03, "brightness_p10": 0.0, "brightness_p90": 0.05}
+    (cluster,) = three_same_pixels(
+        width=[1280, 640, 640],
+        height=[960, 480, 480],
+        bytes=[100_000, 200_000, 300_000],
+        quality=[dark, dict(NORMAL_STATS), dict(NORMAL_STATS)],
+    )
+    assert cluster.keeper == "img-002"  # the dark copy has four times the pixels, yet is kept last
+    assert cluster.members[-1] == "img-000"
+    assert cluster.keeper_reason == "no quality flags, then same pixel count, largest file (293 KB)"
+
+    (cluster,) = three_same_pixels(quality=[dark, dict(NORMAL_STATS), dark])
+    assert cluster.keeper == "img-001"
+    assert cluster.keeper_reason == "no quality flags (640×480)"
 
 
 def test_keeper_order_ranks_all_rows() -> None:
