@@ -224,24 +224,15 @@ class Ingestor:
         # Starting the workers costs more than preparing one batch here.
         pool = self.pool if self.pool is not None and (self.pool.started or len(items) > self.batch_size) else None
 
-        def fresh_batches(
-            hashed: Iterator[tuple[int, Candidate | IngestResult]],
-        ) -> Iterator[tuple[int, list[Candidate]]]:
-            for batch in _chunks(hashed, self.batch_size):
-                tally.read += len(batch)
-                yield len(batch), self._new_candidates(user, batch, seen, repeats, tally.record)
-
-        with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="ingest-read") as readers:
-            hashed = _ordered_map(readers, self._read_and_hash, enumerate(items), ahead=2 * self.batch_size)
-            with closing(self._prepared(fresh_batches(hashed), pool, tally)) as prepared:
-                for ready in prepared:
-                    if ready:
-                        self._finish(user, ready, tally.record)
-                    tally.notify()
-                    if not self.stopped and should_stop is not None and should_stop():
-                        self._stop(IngestStopped("cancelled"), [])
-                    if self.stopped:
-                        break  # closing the generator cancels the work queued in the pool
+        with closing(self._ready_batches(items, user, seen, repeats, pool, tally)) as prepared:
+            for ready in prepared:
+                if ready:
+                    self._finish(user, ready, tally.record)
+                tally.notify()
+                if not self.stopped and should_stop is not None and should_stop():
+                    self._stop(IngestStopped("cancelled"), [])
+                if self.stopped:
+                    break  # closing the generator cancels the work queued in the pool
         if self._journal:
             self._journal.close()
         if self.stopped:
@@ -293,20 +284,32 @@ class Ingestor:
             if results[position] is None and position not in repeats:
                 record(position, IngestResult(item.path, "rejected", f"not attempted: {self.stopped.reason}"))
 
-    def _read_and_hash(self, entry: tuple[int, IngestItem]) -> tuple[int, Candidate | IngestResult]:
-        position, item = entry
-        try:
-            if item.size is not None:
-                check_size(item.size, self.limits)
-            data = item.read()
-            check_size(len(data), self.limits)
-        except InputSkipped as exc:
-            return position, IngestResult(item.path, "skipped", str(exc))
-        except ImageRejected as exc:
-            return position, IngestResult(item.path, "rejected", str(exc))
-        except Exception as exc:  # unreadable file or archive member
-            return position, IngestResult(item.path, "rejected", f"could not read the file: {exc}")
-        return position, Candidate(position, item, data, sha256_hex(data), "")
+    def _ready_batches(
+        self,
+        items: Sequence[IngestItem],
+        user: str,
+        seen: dict[str, int],
+        repeats: list[tuple[int, int]],
+        pool: PreparePool | None,
+        tally: Tally,
+    ) -> Iterator[list[Candidate]]:
+        """Each batch's new candidates, prepared, in order: the files are read and hashed ahead
+        in threads, checked against this call's earlier files (``seen``; a repeat goes to
+        ``repeats``) and the index, and prepared in ``pool``. The other files' results are recorded."""
+
+        def fresh_batches(
+            hashed: Iterator[tuple[int, Candidate | IngestResult]],
+        ) -> Iterator[tuple[int, list[Candidate]]]:
+            for batch in _chunks(hashed, self.batch_size):
+                tally.read += len(batch)
+                yield len(batch), self._new_candidates(user, batch, seen, repeats, tally.record)
+
+        def read(entry: tuple[int, IngestItem]) -> tuple[int, Candidate | IngestResult]:
+            return entry[0], read_and_hash(*entry, self.limits)
+
+        with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="ingest-read") as readers:
+            hashed = _ordered_map(readers, read, enumerate(items), ahead=2 * self.batch_size)
+            yield from self._prepared(fresh_batches(hashed), pool, tally)
 
     def _new_candidates(
         self,
@@ -612,6 +615,23 @@ def _stored_name(payload: dict[str, Any]) -> str:
     """The name a stored image is known by: its first file name."""
     names = occurrence_names(payload)
     return (names[0] if names else "") or payload.get("filename") or "an image"
+
+
+def read_and_hash(position: int, item: IngestItem, limits: ImageLimits) -> Candidate | IngestResult:
+    """The file read and sha256-hashed (a candidate without its image id yet), or its result:
+    skipped, or rejected (too large, unreadable)."""
+    try:
+        if item.size is not None:
+            check_size(item.size, limits)
+        data = item.read()
+        check_size(len(data), limits)
+    except InputSkipped as exc:
+        return IngestResult(item.path, "skipped", str(exc))
+    except ImageRejected as exc:
+        return IngestResult(item.path, "rejected", str(exc))
+    except Exception as exc:  # unreadable file or archive member
+        return IngestResult(item.path, "rejected", f"could not read the file: {exc}")
+    return Candidate(position, item, data, sha256_hex(data), "")
 
 
 def embed_prepared(embedder: Embedder, prepared: Sequence[PreparedImage]) -> np.ndarray:

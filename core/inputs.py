@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from core.s3_source import S3InputError, input_client, is_s3_url, items_from_s3
+from core.s3_source import S3Access, S3InputError, is_s3_url, items_from_s3
 from core.settings import Settings
 from core.sources import IngestItem, items_from_paths
 
@@ -19,10 +19,10 @@ def missing_inputs(inputs: Sequence[str | Path]) -> list[str]:
 
 def items_from_inputs(inputs: Sequence[str | Path], settings: Settings) -> Iterator[IngestItem]:
     """Items of every input in order; S3InputError when an ``s3://`` input cannot be listed."""
-    client = None
+    access = None
     for text in map(str, inputs):
         if is_s3_url(text):
-            client = client or input_client(settings)
-            yield from items_from_s3(text, client)
+            access = access or S3Access.of(settings)
+            yield from items_from_s3(text, access)
         else:
             yield from items_from_paths([Path(text)])

@@ -1,113 +1,214 @@
-"""Ingest on a Ray cluster: the CPU work in Ray tasks, the model in Ray actors.
+"""Ingest on a Ray cluster with Ray Data: the nodes read, hash and prepare the files, actors embed.
 
-The driver runs the same Ingestor as the local engine (read and sha256 ahead, skip what the
-user has, journal, store, payload, upsert), so results, reports and the no-orphan rules are the
-same by construction. Only the middle moves to the cluster: each batch's new files go to Ray
-tasks that run ``core.prepare.prepare_chunk`` (decode, hashes, thumbnail, model input), and the
-prepared batch goes to an embedding actor (one per GPU of the cluster, else CPU actors). The
-actor sends back the prepared files without their model inputs, and the vectors.
+The driver lists the inputs with the local engine's rules (``core.inputs``: folders, zips,
+``s3://`` prefixes), so every file gets the same item and the same report. The items go to a Ray
+Data pipeline:
 
-Cluster nodes run the app's code and settings (the same image); the files must be readable by
-the driver, which reads them once and hands their bytes to the tasks.
+1. Ray tasks, on whichever node runs them: read the file there (a path the nodes see, a member of
+   a zip on such a path, an S3 object through the configured endpoint), check its size, sha256
+   it, leave out content the user had when the ingest started (nothing more is done for it), and
+   prepare the rest (``core.prepare``: decode, hashes, quality stats, thumbnail, model input).
+2. Actors, one per GPU of the cluster (else CPU actors): embed the prepared files.
+
+The driver takes the files back in order and runs the rest of the local engine's ``Ingestor`` on
+each batch: repeats within the call, the index's own check of what the user has, the intent
+journal, the store and the index writes. Reports, point ids and the no-orphan rules are therefore
+the local engine's by construction. The bytes of new files come back to the driver, which stores
+them (the configured store: local disk or S3).
+
+Cluster nodes run the app's code (the same image) and must see the folders being ingested.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import pickle
 import socket
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from itertools import cycle
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import RayError
+from ray import cloudpickle
+from ray.data import ActorPoolStrategy, DataContext, Dataset
+from ray.util.annotations import RayDeprecationWarning
 
 from core.diskspace import DiskGuard
 from core.embed import Embedder, load_embedder
 from core.embed.transform import ImageTransform
 from core.images import ImageLimits
-from core.index import VectorIndex
-from core.ingest import Candidate, Ingestor, Tally, embed_prepared
-from core.prepare import PreparedImage, prepare_chunk
+from core.index import VectorIndex, image_id
+from core.ingest import Candidate, Ingestor, IngestResult, IngestStopped, Tally, embed_prepared, read_and_hash
+from core.prepare import PreparedImage, PreparePool, prepare_or_reason
 from core.services import Services
 from core.settings import Settings
+from core.sources import IngestItem
 from core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-#: Files per prepare task, at most (as the local engine's worker chunks).
-_MAX_CHUNK = 8
+#: Files per Ray Data block, at most (a block is one prepare task, as a chunk of the local engine's
+#: workers), and blocks at most, so that a million files do not make a million tiny tasks.
+_MAX_BLOCK = 8
+_MAX_BLOCKS = 20_000
 #: CPU embedding actors on a cluster without GPUs.
 _CPU_ACTORS = 1
+#: Tries of a prepare task whose worker died, after the first.
+_TASK_RETRIES = 2
+_REMOVED_MEANWHILE = "removed from your collection while this ingest ran: ingest it again"
+_WORKER_LOST = "could not decode: a Ray worker stopped while reading or preparing it"
 
-Outcomes = list[PreparedImage | str]
-#: What an actor returns for a batch: the prepared files (without model inputs) or their reasons,
-#: and the vectors of the prepared ones in order, or why embedding them failed.
-Embedded = tuple[Outcomes, np.ndarray | str | None]
+
+@dataclasses.dataclass
+class NodeOutcome:
+    """What the cluster made of one file."""
+
+    #: Its result when it was settled there (skipped, or rejected before it could be prepared).
+    result: IngestResult | None = None
+    sha256: str = ""
+    #: Its bytes; None when the user had its content when the ingest started (not prepared).
+    data: bytes | None = None
+    #: The prepared image (without its model input once embedded), or why it could not be prepared.
+    prepared: PreparedImage | str | None = None
+    #: Its vector, or why its batch could not be embedded.
+    vector: np.ndarray | str | None = None
 
 
-class EmbedActor:
-    """Holds one model on one GPU (or CPU) of the cluster and embeds prepared batches."""
+def known_keys(ids: Iterator[str]) -> np.ndarray:
+    """Sorted 64-bit keys of point ids, for ``is_known`` (one array, shared by the tasks unchanged)."""
+    keys = np.fromiter((_key(i) for i in ids), dtype=np.uint64)
+    keys.sort()
+    return keys
+
+
+def is_known(point_id: str, known: np.ndarray) -> bool:
+    """Whether ``point_id`` is among the ids of ``known``. A 64-bit key can match another id (odds
+    of about 1e-7 at a million images each side): the driver's check against the index is exact."""
+    key = _key(point_id)
+    at = int(np.searchsorted(known, key))
+    return at < len(known) and int(known[at]) == key
+
+
+def _key(point_id: str) -> int:
+    return int.from_bytes(uuid.UUID(point_id).bytes[:8], "big")
+
+
+def read_and_prepare(
+    batch: dict[str, np.ndarray], user: str, limits: ImageLimits, transform: ImageTransform | None, known: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Ray Data stage 1 (a task): each file read, hashed and, when new, prepared."""
+    _yield_to_the_model()
+    outcomes = []
+    for position, blob in zip(batch["position"], batch["item"], strict=True):
+        found = read_and_hash(int(position), cloudpickle.loads(blob), limits)
+        if isinstance(found, IngestResult):
+            outcome = NodeOutcome(result=found)
+        elif is_known(image_id(user, found.sha256), known):
+            outcome = NodeOutcome(sha256=found.sha256)
+        else:
+            prepared = prepare_or_reason(found.data, limits, transform)
+            outcome = NodeOutcome(sha256=found.sha256, data=found.data, prepared=prepared)
+        outcomes.append(outcome)
+    return {"position": batch["position"], "outcome": _pickled(outcomes)}
+
+
+@cache
+def _yield_to_the_model() -> None:
+    """Run this worker process's tasks below the embedding actor, as the local engine's prepare
+    workers run below its model: where they share cores, the model (the slowest stage) goes first."""
+    os.nice(10)
+
+
+class EmbedStage:
+    """Ray Data stage 2 (an actor): holds one model on one GPU (or the CPU) and embeds the
+    prepared files of each batch; their model inputs are dropped before they travel on."""
 
     def __init__(self, model: str, weights: Path | None, device: str, precision: str) -> None:
+        if device == "cpu":  # Ray gives an actor without CPUs of its own one thread; it shares them all
+            import torch
+
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.embedder = load_embedder(model, weights, device, precision)
 
-    def embed(self, *chunks: Outcomes) -> Embedded:
-        outcomes = [outcome for chunk in chunks for outcome in chunk]
-        prepared = [o for o in outcomes if isinstance(o, PreparedImage)]
-        vectors: np.ndarray | str | None = None
-        if prepared:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outcomes: list[NodeOutcome] = [pickle.loads(blob) for blob in batch["outcome"]]
+        ready = [o for o in outcomes if isinstance(o.prepared, PreparedImage)]
+        if ready:
+            vectors: Sequence[np.ndarray | str]
             try:
-                vectors = embed_prepared(self.embedder, prepared)
+                vectors = list(embed_prepared(self.embedder, [o.prepared for o in ready]))  # type: ignore[misc]
             except Exception as exc:
                 log.exception("embedding failed")
-                vectors = str(exc)
-        light = [o if isinstance(o, str) else dataclasses.replace(o, pixels=None, image=None) for o in outcomes]
-        return light, vectors
+                vectors = [str(exc)] * len(ready)
+            for outcome, vector in zip(ready, vectors, strict=True):
+                outcome.vector = vector
+                outcome.prepared = dataclasses.replace(outcome.prepared, pixels=None, image=None)  # type: ignore[type-var]
+        return {"position": batch["position"], "outcome": _pickled(outcomes)}
+
+
+def _pickled(outcomes: list[NodeOutcome]) -> np.ndarray:
+    """A binary column (Ray Data would otherwise try, and fail, to make Arrow columns of them)."""
+    column = np.empty(len(outcomes), dtype=object)
+    column[:] = [pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in outcomes]
+    return column
 
 
 class RayCluster:
-    """A connection to a Ray cluster with embedding actors: sends each batch through them."""
+    """A connection to a Ray cluster: builds each ingest's Ray Data pipeline for its resources."""
 
     def __init__(self, settings: Settings) -> None:
         resources = ray.cluster_resources()
+        self.settings = settings
         self.cpus = max(1, int(resources.get("CPU", 1)))
-        gpus = int(resources.get("GPU", 0))
-        if gpus:
-            actor = ray.remote(num_gpus=1, num_cpus=0)(EmbedActor)
-            count, device = gpus, "cuda"
+        self.gpus = int(resources.get("GPU", 0))
+
+    def pipeline(
+        self,
+        items: Sequence[IngestItem],
+        positions: Sequence[int],
+        user: str,
+        limits: ImageLimits,
+        transform: ImageTransform | None,
+        known: np.ndarray,
+        batch_size: int,
+        per_block: int | None = None,
+    ) -> Dataset:
+        """The files of ``items`` at ``positions`` read, prepared and embedded on the cluster, in
+        order; ``per_block``: files per prepare task (default: a share of a batch per CPU)."""
+        if per_block is None:
+            per_block = max(1, min(_MAX_BLOCK, batch_size // self.cpus), -(-len(positions) // _MAX_BLOCKS))
+        rows = [{"position": p, "item": cloudpickle.dumps(items[p])} for p in positions]
+        dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_block)))
+        with warnings.catch_warnings():
+            # Ray Data 2.60 names no parameter for a task's retries (it retries a dead worker's
+            # task forever by default) and warns about the generic way to set them.
+            warnings.simplefilter("ignore", RayDeprecationWarning)
+            dataset = dataset.map_batches(
+                read_and_prepare,
+                batch_size=None,
+                fn_kwargs={"user": user, "limits": limits, "transform": transform, "known": known},
+                num_cpus=1,
+                max_retries=_TASK_RETRIES,
+            )
+        settings = self.settings
+        if self.gpus:
+            device, actors, resources = "cuda", self.gpus, {"num_gpus": 1, "num_cpus": 0}
         else:  # like the local engine's main thread, the model shares the cores with the tasks
-            actor = ray.remote(num_cpus=0)(EmbedActor)
-            count, device = _CPU_ACTORS, "cpu"
-        args = (settings.model, settings.model_weights, device, settings.precision)
-        self.actors = [actor.remote(*args) for _ in range(count)]
-        self._next_actor = cycle(self.actors)
-        self._prepare = ray.remote(num_cpus=1)(prepare_chunk)
-
-    @property
-    def batches_ahead(self) -> int:
-        """Batches in flight: one per actor, and one more being prepared."""
-        return len(self.actors) + 1
-
-    def submit(
-        self, payloads: Sequence[bytes], limits: ImageLimits, transform: ImageTransform | None, batch_size: int
-    ) -> ray.ObjectRef:
-        """Prepare ``payloads`` in tasks and embed them in the next actor; a ref to ``Embedded``."""
-        chunk = max(1, min(_MAX_CHUNK, batch_size // self.cpus))
-        parts = [
-            self._prepare.remote(list(payloads[i : i + chunk]), limits, transform)
-            for i in range(0, len(payloads), chunk)
-        ]
-        return next(self._next_actor).embed.remote(*parts)
-
-    def close(self) -> None:
-        for actor in self.actors:
-            ray.kill(actor)
+            device, actors, resources = "cpu", _CPU_ACTORS, {"num_cpus": 0}
+        return dataset.map_batches(
+            EmbedStage,
+            fn_constructor_args=(settings.model, settings.model_weights, device, settings.precision),
+            batch_size=batch_size,
+            compute=ActorPoolStrategy(size=actors),
+            **resources,
+        )
 
 
 @contextmanager
@@ -120,11 +221,15 @@ def connect(settings: Settings, address: str | None = None) -> Iterator[RayClust
     if address is None:
         options["include_dashboard"] = False
     ray.init(address=address, **options)
-    cluster = RayCluster(settings)
+    context = DataContext.get_current()
+    context.execution_options.preserve_order = True  # a repeat's first copy is the one listed first
+    context.enable_progress_bars = False  # the CLI draws its own
+    context.max_errored_blocks = -1  # a block lost for good rejects its files, not the whole ingest
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     try:
-        yield cluster
+        yield RayCluster(settings)
     finally:
-        cluster.close()
         ray.shutdown()
 
 
@@ -140,7 +245,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 class RayIngestor(Ingestor):
-    """The Ingestor with its prepare and embed stages on a Ray cluster."""
+    """The Ingestor with its read, prepare and embed stages on a Ray cluster (Ray Data)."""
 
     def __init__(
         self,
@@ -157,7 +262,7 @@ class RayIngestor(Ingestor):
             store, index, embedder, limits, batch_size, pool=None, journal_dir=journal_dir, disk_guard=disk_guard
         )
         self.cluster = cluster
-        #: Each prepared candidate's vector (by position) or why its batch could not be embedded.
+        #: Each ready candidate's vector (by position) or why its batch could not be embedded.
         self._vectors: dict[int, np.ndarray | str] = {}
 
     @classmethod
@@ -165,45 +270,87 @@ class RayIngestor(Ingestor):
         """The Ray engine's counterpart of ``services.ingestor()``: the same store, index and limits."""
         return cls(cluster, **services.ingest_parts())
 
-    def _prepared(
-        self, batches: Iterable[tuple[int, list[Candidate]]], pool: object, tally: Tally
+    def _ready_batches(
+        self,
+        items: Sequence[IngestItem],
+        user: str,
+        seen: dict[str, int],
+        repeats: list[tuple[int, int]],
+        pool: PreparePool | None,
+        tally: Tally,
     ) -> Iterator[list[Candidate]]:
-        """Each batch's prepared candidates, in order, with up to ``batches_ahead`` on the cluster."""
+        """Each batch's new candidates as the cluster prepared and embedded them, in order."""
+        self._vectors = {}
+        known = known_keys(self.index.user_ids(user))
         transform = self.embedder.image_transform()
-        in_flight: deque[tuple[int, list[Candidate], ray.ObjectRef | None]] = deque()
-        try:
-            for count, batch in batches:
-                ref = None
-                if batch:
-                    ref = self.cluster.submit([c.data for c in batch], self.limits, transform, self.batch_size)
-                in_flight.append((count, batch, ref))
-                if len(in_flight) > self.cluster.batches_ahead:
-                    yield self._collect_embedded(*in_flight.popleft(), tally)
-            while in_flight:
-                yield self._collect_embedded(*in_flight.popleft(), tally)
-        finally:  # an ingest that stops early leaves no work queued on the cluster
-            for _, _, ref in in_flight:
-                if ref is not None:
-                    with suppress(Exception):  # best effort: the actors go when the connection closes
-                        ray.cancel(ref)
+        arrived = np.zeros(len(items), dtype=bool)
 
-    def _collect_embedded(
-        self, count: int, batch: list[Candidate], ref: ray.ObjectRef | None, tally: Tally
+        def through_cluster(positions: Sequence[int], per_block: int | None) -> Iterator[list[Candidate]]:
+            dataset = self.cluster.pipeline(
+                items, positions, user, self.limits, transform, known, self.batch_size, per_block
+            )
+            batches = iter(dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"))
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                except Exception as exc:  # the cluster failed as a whole
+                    log.exception("the Ray pipeline failed")
+                    self._stop(IngestStopped("the Ray cluster failed", f"{type(exc).__name__}: {exc}"[:500]), [])
+                    return
+                arrived[batch["position"]] = True
+                yield self._settle(user, items, batch, seen, repeats, tally)
+
+        yield from through_cluster(range(len(items)), None)
+        # A block whose worker died even when tried again (a file that crashes a decoder, a node
+        # lost) never arrives. Its files are tried once more, one per task, so that only a file
+        # that kills its worker is lost; it is rejected, as a broken worker's files are locally.
+        if not self.stopped and not arrived.all():
+            yield from through_cluster(np.flatnonzero(~arrived).tolist(), 1)
+        if self.stopped:
+            return
+        lost = np.flatnonzero(~arrived)
+        for position in lost.tolist():
+            tally.record(position, IngestResult(items[position].path, "rejected", _WORKER_LOST))
+        tally.read += len(lost)
+        tally.prepared += len(lost)
+
+    def _settle(
+        self,
+        user: str,
+        items: Sequence[IngestItem],
+        batch: dict[str, np.ndarray],
+        seen: dict[str, int],
+        repeats: list[tuple[int, int]],
+        tally: Tally,
     ) -> list[Candidate]:
-        if ref is None:
-            return self._take(batch, [], count, tally)
-        try:
-            outcomes, vectors = ray.get(ref)
-        except RayError as exc:
-            reason = f"could not decode: a Ray worker stopped ({type(exc).__name__})"
-            return self._take(batch, [reason] * len(batch), count, tally)
-        ready = self._take(batch, outcomes, count, tally)
-        for number, candidate in enumerate(ready):
-            self._vectors[candidate.position] = vectors if isinstance(vectors, str) else vectors[number]
-        return ready
+        """One batch from the cluster through the local engine's checks: its ready candidates."""
+        hashed: list[tuple[int, Candidate | IngestResult]] = []
+        outcomes: dict[int, NodeOutcome] = {}
+        for position, blob in zip(batch["position"].tolist(), batch["outcome"], strict=True):
+            outcome: NodeOutcome = pickle.loads(blob)
+            if outcome.result is not None:
+                hashed.append((position, outcome.result))
+                continue
+            outcomes[position] = outcome
+            hashed.append((position, Candidate(position, items[position], outcome.data or b"", outcome.sha256, "")))
+        tally.read += len(hashed)
+        ready, prepared = [], []
+        for candidate in self._new_candidates(user, hashed, seen, repeats, tally.record):
+            outcome = outcomes[candidate.position]
+            if outcome.data is None:  # the user had it when the ingest started, not any more
+                tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", _REMOVED_MEANWHILE))
+                continue
+            assert outcome.prepared is not None
+            ready.append(candidate)
+            prepared.append(outcome.prepared)
+            if outcome.vector is not None:
+                self._vectors[candidate.position] = outcome.vector
+        return self._take(ready, prepared, len(hashed), tally)
 
     def _embed(self, ready: list[Candidate]) -> np.ndarray:
-        """The vectors the actor computed; raises when it could not embed the batch."""
+        """The vectors the actors computed; raises when they could not embed the batch."""
         vectors = [self._vectors.pop(c.position) for c in ready]
         failed = next((v for v in vectors if isinstance(v, str)), None)
         if failed is not None:

@@ -8,11 +8,15 @@ size the listing gave, so an object replaced by a larger one while we read is re
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import IO
 
 from minio import Minio
@@ -27,6 +31,10 @@ from core.storage.s3 import minio_client
 SCHEME = "s3://"
 _ERRORS = (MinioException, OSError, ValueError)
 _CHUNK = 1024 * 1024
+#: Downloaded archives kept by a process (object -> temporary file), least recently used first.
+_DOWNLOADS: OrderedDict[tuple[S3Access, str, str], str] = OrderedDict()
+_DOWNLOADS_LOCK = threading.Lock()
+_KEPT_DOWNLOADS = 2
 
 
 class S3InputError(RuntimeError):
@@ -56,17 +64,44 @@ def is_s3_url(text: str) -> bool:
     return str(text).startswith(SCHEME)
 
 
+@dataclass(frozen=True)
+class S3Access:
+    """Where and how to reach the S3 endpoint inputs are read from. Unlike a client it pickles,
+    so the items it reads can be read on the machines of a cluster; each process makes one client
+    per endpoint."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    secure: bool | None = None
+    region: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> S3Access:
+        """The configured endpoint and keys (VAD_S3_*)."""
+        if not settings.s3_endpoint or not settings.s3_access_key or not settings.s3_secret_key:
+            raise S3InputError("s3:// inputs need VAD_S3_ENDPOINT, VAD_S3_ACCESS_KEY and VAD_S3_SECRET_KEY")
+        secret = settings.s3_secret_key.get_secret_value()
+        return cls(settings.s3_endpoint, settings.s3_access_key, secret, settings.s3_secure, settings.s3_region)
+
+    def client(self) -> Minio:
+        return _client(self)
+
+
+@lru_cache(maxsize=8)
+def _client(access: S3Access) -> Minio:
+    return minio_client(access.endpoint, access.access_key, access.secret_key, access.secure, access.region)
+
+
 def input_client(settings: Settings) -> Minio:
     """A client for reading inputs with the configured endpoint and keys (VAD_S3_*)."""
-    if not settings.s3_endpoint or not settings.s3_access_key or not settings.s3_secret_key:
-        raise S3InputError("s3:// inputs need VAD_S3_ENDPOINT, VAD_S3_ACCESS_KEY and VAD_S3_SECRET_KEY")
-    secret = settings.s3_secret_key.get_secret_value()
-    return minio_client(settings.s3_endpoint, settings.s3_access_key, secret, settings.s3_secure, settings.s3_region)
+    return S3Access.of(settings).client()
 
 
-def items_from_s3(url: str, client: Minio) -> Iterator[IngestItem]:
+def items_from_s3(url: str, access: S3Access) -> Iterator[IngestItem]:
     """The objects under ``url``, sorted by key, one item each (zip members one item each)."""
     where = S3Location.parse(url)
+    client = access.client()
     try:
         if not client.bucket_exists(where.bucket):
             raise S3InputError(f"no bucket {where.bucket!r} at the configured S3 endpoint")
@@ -88,17 +123,17 @@ def items_from_s3(url: str, client: Minio) -> Iterator[IngestItem]:
         elif skip := skipped_kind(relative):
             yield skipped_item(path, skip)
         elif is_zip_name(key):
-            yield from items_from_zip(path, partial(_download, client, where.bucket, key))
+            yield from items_from_zip(path, partial(_open_archive, access, where.bucket, key))
         else:
-            read = partial(_read_object, client, where.bucket, key, size)
+            read = partial(_read_object, access, where.bucket, key, size)
             yield IngestItem(path=path, read=read, size=size, relative=relative)
 
 
-def _read_object(client: Minio, bucket: str, key: str, size: int | None) -> bytes:
+def _read_object(access: S3Access, bucket: str, key: str, size: int | None) -> bytes:
     """The object's bytes, refusing one that grew past the listed size."""
     response = None
     try:
-        response = client.get_object(bucket, key)
+        response = access.client().get_object(bucket, key)
         data = response.read(size + 1) if size is not None else response.read()
     except _ERRORS as exc:
         raise ImageRejected(f"could not read the object ({exc})") from None
@@ -111,19 +146,38 @@ def _read_object(client: Minio, bucket: str, key: str, size: int | None) -> byte
     return data
 
 
-def _download(client: Minio, bucket: str, key: str) -> IO[bytes]:
-    """An archive object in a temporary file (deleted when closed)."""
-    handle = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, who closes it
+def _open_archive(access: S3Access, bucket: str, key: str) -> IO[bytes]:
+    """An archive object, read from a temporary file that this process downloaded it to. The last
+    few downloads are kept, so a cluster worker that reads an archive's members in many blocks
+    downloads it once."""
+    with _DOWNLOADS_LOCK:
+        where = (access, bucket, key)
+        path = _DOWNLOADS.pop(where, None) or _download(access.client(), bucket, key)
+        _DOWNLOADS[where] = path
+        while len(_DOWNLOADS) > _KEPT_DOWNLOADS:  # handles open on it still read it
+            Path(_DOWNLOADS.popitem(last=False)[1]).unlink(missing_ok=True)
+        return open(path, "rb")  # the caller closes it
+
+
+def _download(client: Minio, bucket: str, key: str) -> str:
+    """The path of a new temporary file holding the object."""
+    descriptor, path = tempfile.mkstemp(prefix="vad-archive-", suffix=".zip")
     response = None
     try:
-        response = client.get_object(bucket, key)
-        shutil.copyfileobj(response, handle, _CHUNK)
+        with open(descriptor, "wb") as handle:
+            response = client.get_object(bucket, key)
+            shutil.copyfileobj(response, handle, _CHUNK)
     except _ERRORS as exc:
-        handle.close()
+        Path(path).unlink(missing_ok=True)
         raise OSError(f"could not download it ({exc})") from None
     finally:
         if response is not None:
             response.close()
             response.release_conn()
-    handle.seek(0)
-    return handle
+    return path
+
+
+@atexit.register
+def _remove_downloads() -> None:
+    for path in _DOWNLOADS.values():
+        Path(path).unlink(missing_ok=True)

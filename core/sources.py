@@ -14,6 +14,7 @@ import copy
 import io
 import os
 import stat
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,8 @@ class IngestItem:
 
     ``relative``: its path inside the folder or archive it came from (None for a file given on
     its own); ``dataset``, ``split``, ``label``: what ``core.layouts`` found for it (None: none).
+    ``read`` pickles (cloudpickle) and reads the same bytes in any process that sees the same
+    paths and S3 endpoint, so that the Ray engine's tasks read items on the cluster's nodes.
     """
 
     path: str
@@ -165,7 +168,8 @@ def _items_from_file(path: Path, name: str, inside: bool = False) -> Iterator[In
         yield from items_from_zip(str(path), partial(path.open, "rb"))
     else:
         relative = name if inside else None
-        yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size, relative=relative)
+        size = path.stat().st_size
+        yield IngestItem(path=str(path), read=path.read_bytes, size=size, relative=relative)
 
 
 def _not_regular(path: Path) -> str:
@@ -179,7 +183,8 @@ def _not_regular(path: Path) -> str:
 
 def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[IngestItem]:
     """Members of an archive, one item each; an unreadable archive becomes one item whose read()
-    raises, an archive without files one rejected item."""
+    raises, an archive without files one rejected item. The members' items pickle with
+    ``opener``, which opens the archive again where they are unpickled."""
     handle = None
     try:
         handle = opener()
@@ -201,6 +206,7 @@ def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Inge
         return
     # The archive stays open while items refer to it (ZipFile reads members thread-safely) and
     # closes when the last item is dropped.
+    shared = SharedArchive(opener, archive)
     for member in sorted(members, key=lambda m: m.orig_filename):
         name = member.orig_filename  # zipfile cuts `filename` at a NUL byte; this is the full name
         path = f"{label}/{name}"
@@ -210,8 +216,9 @@ def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Inge
         elif skip := _skip_reason(name):
             yield skipped_item(path, skip)
         else:
-            read = partial(_read_member, archive, member)
-            yield IngestItem(path=path, read=read, size=member.file_size, relative=name.replace("\\", "/"))
+            read = partial(_read_member, shared, member)
+            relative = name.replace("\\", "/")
+            yield IngestItem(path=path, read=read, size=member.file_size, relative=relative)
 
 
 def _unsafe_member(member: zipfile.ZipInfo) -> str | None:
@@ -228,7 +235,30 @@ def _unsafe_member(member: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
+class SharedArchive:
+    """An open archive that all its members' items read from. It pickles as its opener: a process
+    that unpickles members (a cluster worker) opens the archive once for all the members that
+    were pickled together."""
+
+    def __init__(self, opener: Callable[[], IO[bytes]], archive: zipfile.ZipFile | None = None) -> None:
+        self._opener = opener
+        self._archive = archive
+        self._lock = threading.Lock()
+
+    def zip(self) -> zipfile.ZipFile:
+        with self._lock:
+            if self._archive is None:
+                self._archive = zipfile.ZipFile(self._opener())
+            return self._archive
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"opener": self._opener}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["opener"])  # type: ignore[misc]
+
+
+def _read_member(archive: SharedArchive, member: zipfile.ZipInfo) -> bytes:
     """The member's bytes, inflating at most its declared size plus one byte (zipfile alone would
     inflate all of a lying member before cutting it to size)."""
     declared = member.file_size
@@ -236,7 +266,7 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
     bounded.file_size = declared + 1  # lets zipfile hand over one byte past the declared size
     del bounded.CRC  # zipfile then skips its CRC check, which would fail on that byte; done below
     try:
-        with archive.open(bounded) as stream:
+        with archive.zip().open(bounded) as stream:
             data = stream.read(declared + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise ImageRejected(f"corrupt archive member ({exc})") from None

@@ -152,6 +152,15 @@ def test_scroll_returns_every_point_of_the_user_in_pages(filled) -> None:
     assert list(index.scroll("nobody")) == []
 
 
+def test_user_ids_lists_every_point_of_the_user_only(filled) -> None:
+    index, alice, bob = filled
+    more = make_records("alice", 5, start=4)
+    index.upsert(more)
+    assert sorted(index.user_ids("alice")) == sorted(r.id for r in alice + more)
+    assert sorted(index.user_ids("bob")) == sorted(r.id for r in bob)
+    assert list(index.user_ids("nobody")) == []
+
+
 def test_set_payload_merges_values(filled) -> None:
     index, alice, _ = filled
     index.set_payload("alice", [alice[0].id, alice[1].id], {"tags": ["cat"], "reviewed": True})

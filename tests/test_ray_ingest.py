@@ -8,17 +8,22 @@ must be the same.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import (
     RAY_DRIVER_ENV,
+    S3Server,
     free_port,
     jpeg,
     list_keys,
@@ -28,8 +33,17 @@ from helpers import (
     without_times,
     zip_bytes,
 )
+from ray import cloudpickle
 
+from core.embed import load_embedder
+from core.hashing import sha256_hex
+from core.images import ImageLimits
+from core.index import image_id
+from core.prepare import PreparedImage, prepare_image
+from core.ray_engine import EmbedStage, RayIngestor, connect, is_known, known_keys, read_and_prepare
 from core.records import occurrence_names
+from core.s3_source import S3Access
+from core.sources import IngestItem, items_from_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -52,10 +66,14 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def ingest(engine: str, photos: Path, data_dir: Path, ray_address: str) -> subprocess.CompletedProcess[str]:
+def ingest(
+    engine: str, photos: Path | str, data_dir: Path, ray_address: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """The CLI's ingest of ``photos`` with ``engine``; ``settings``: more VAD_* variables."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VAD_")}
     environment.update(RAY_DRIVER_ENV)
     environment.update({"VAD_DATA_DIR": str(data_dir), "VAD_MODEL": "tiny:random", "VAD_DEVICE": "cpu"})
+    environment.update({f"VAD_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--engine", engine],
         cwd=ROOT,
@@ -128,3 +146,103 @@ def test_a_ray_address_where_nothing_answers_is_a_usage_error(photos: Path, tmp_
     assert result.returncode == 2, result.stderr
     assert "error: could not join the Ray cluster: nothing answers at 127.0.0.1:" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.s3
+def test_the_ray_engine_reads_s3_inputs_on_the_nodes(
+    s3_server: S3Server, ray_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Objects and a zip's members are read by the cluster's tasks through the S3 settings the
+    items carry; both engines store into buckets of their own."""
+    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
+    bucket = f"in-{uuid.uuid4().hex[:12]}"
+    client = access.client()
+    client.make_bucket(bucket)
+    objects = {
+        "photos/a.jpg": jpeg(seed=1),
+        "photos/sub/b.png": png(seed=2),
+        "photos/.hidden.jpg": jpeg(seed=3),
+        "photos/pack.zip": zip_bytes({f"c{n}.png": png(seed=10 + n) for n in range(5)}),
+        "photos/again.jpg": jpeg(seed=1),
+    }
+    for key, data in objects.items():
+        client.put_object(bucket, key, io.BytesIO(data), len(data))
+    runs = {}
+    for engine in ("local", "ray"):
+        runs[engine] = ingest(
+            engine,
+            f"s3://{bucket}/photos/",
+            tmp_path_factory.mktemp(f"s3-{engine}"),
+            ray_address,
+            s3_endpoint=access.endpoint,
+            s3_access_key=access.access_key,
+            s3_secret_key=access.secret_key,
+            s3_bucket=f"store-{engine}-{bucket}",
+        )
+    assert runs["ray"].returncode == runs["local"].returncode == 0, runs["ray"].stderr
+    assert report(runs["ray"]) == report(runs["local"])
+    statuses = {entry["path"].removeprefix(f"s3://{bucket}/photos/"): entry["status"] for entry in report(runs["ray"])}
+    assert statuses == {
+        ".hidden.jpg": "skipped",
+        "a.jpg": "stored",
+        "again.jpg": "present",
+        **{f"pack.zip/c{n}.png": "stored" for n in range(5)},
+        "sub/b.png": "stored",
+    }
+
+
+def test_the_cluster_stages_prepare_only_new_content_and_embed_it(tmp_path: Path) -> None:
+    """The two Ray Data stages, called as the cluster calls them: content the user had when the
+    ingest started is hashed and nothing more; new content is prepared and embedded."""
+    (tmp_path / "new.png").write_bytes(png(seed=1))
+    (tmp_path / "had.png").write_bytes(png(seed=2))
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    items = list(items_from_paths([tmp_path]))
+    assert [Path(item.path).name for item in items] == ["had.png", "new.png", "text.png"]
+    embedder = load_embedder("tiny:random", device="cpu")
+    known = known_keys(iter([image_id(USER, sha256_hex(png(seed=2)))]))
+    batch = {"position": np.arange(3), "item": np.array([cloudpickle.dumps(i) for i in items], dtype=object)}
+    prepared = read_and_prepare(batch, USER, ImageLimits(), embedder.image_transform(), known)
+    embedded = EmbedStage("tiny:random", None, "cpu", "fp32")(prepared)
+    had, new, text = (pickle.loads(blob) for blob in embedded["outcome"])
+    assert (had.sha256, had.data, had.prepared, had.vector) == (sha256_hex(png(seed=2)), None, None, None)
+    assert new.data == png(seed=1) and isinstance(new.prepared, PreparedImage)
+    assert new.prepared.pixels is None  # the model input stays on the cluster
+    expected = embedder.embed_pixels(prepare_image(png(seed=1), ImageLimits(), embedder.image_transform()).pixels[None])
+    np.testing.assert_allclose(new.vector, expected[0], atol=1e-6)
+    assert text.result is None and text.prepared == "not an image: the content is not a recognised image format"
+    assert text.vector is None
+
+
+def test_known_keys_find_exactly_the_ids_given() -> None:
+    ids = [image_id(USER, f"{n:064x}") for n in range(1000)]
+    known = known_keys(iter(ids[:500]))
+    assert all(is_known(i, known) for i in ids[:500])
+    assert not any(is_known(i, known) for i in ids[500:])
+    assert not is_known(ids[0], known_keys(iter([])))
+
+
+def test_zip_members_pickle_as_their_archive_and_read_anywhere(tmp_path: Path) -> None:
+    (tmp_path / "pack.zip").write_bytes(zip_bytes({f"m{n}.png": png(seed=n) for n in range(3)}))
+    items = list(items_from_paths([tmp_path]))
+    travelled = cloudpickle.loads(cloudpickle.dumps(items))  # one pickle: one archive opened for all
+    assert [item.read() for item in travelled] == [png(seed=n) for n in range(3)]
+    assert len({id(item.read.args[0]) for item in travelled}) == 1
+
+
+def test_a_file_that_kills_its_worker_is_rejected_and_the_others_go_on(
+    ray_address: str, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that ends its worker process (as a decoder crash would), in this process's driver:
+    Ray tries its block again, then each of the block's files on its own; only that file is
+    rejected, every other one is stored."""
+    for name, value in RAY_DRIVER_ENV.items():
+        monkeypatch.setenv(name, value)
+    killer = IngestItem(path="kills-its-worker.png", read=partial(os._exit, 3))
+    items = [*items_from_paths(sorted(photos.glob("photo-0*.jpg"))), killer]
+    with tiny_services(tmp_path) as services, connect(services.settings, ray_address) as cluster:
+        results = RayIngestor.for_services(services, cluster).ingest(items, USER)
+        stored = set(services.index.user_ids(USER))
+    assert [r.status for r in results] == ["stored"] * 10 + ["rejected"]
+    assert results[-1].reason == "could not decode: a Ray worker stopped while reading or preparing it"
+    assert stored == {r.image_id for r in results[:-1]}

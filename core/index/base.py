@@ -138,6 +138,10 @@ class VectorIndex(ABC):
     def scroll(self, user: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[ImageRecord]:
         """Every record of the user, in pages."""
 
+    def user_ids(self, user: str) -> Iterator[str]:
+        """The ids of every point of the user (implementations skip reading the payloads)."""
+        return (record.id for record in self.scroll(user))
+
     @abstractmethod
     def count(self, user: str | None = None) -> int:
         """Number of points of ``user`` (all users when None)."""

@@ -162,6 +162,18 @@ class EdgeIndex(VectorIndex):
             if offset is None:
                 return
 
+    def user_ids(self, user: str) -> Iterator[str]:
+        offset = None
+        while True:
+            request = ScrollRequest(
+                offset=offset, limit=10_000, filter=_user_filter(user), with_payload=False, with_vector=False
+            )
+            with self._lock:
+                records, offset = self.shard.scroll(request)
+            yield from (str(r.id) for r in records)
+            if offset is None:
+                return
+
     def count(self, user: str | None = None) -> int:
         request = CountRequest(exact=True, filter=_user_filter(user) if user is not None else None)
         with self._lock:

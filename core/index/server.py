@@ -212,6 +212,21 @@ class ServerIndex(VectorIndex):
             if offset is None:
                 return
 
+    def user_ids(self, user: str) -> Iterator[str]:
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                scroll_filter=_user_filter(user),
+                limit=10_000,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            yield from (str(r.id) for r in records)
+            if offset is None:
+                return
+
     def count(self, user: str | None = None) -> int:
         return int(self._call("count", count_filter=_user_filter(user) if user is not None else None, exact=True).count)
 
