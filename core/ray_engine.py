@@ -60,6 +60,9 @@ _MAX_BLOCK = 8
 _MAX_BLOCKS = 20_000
 #: CPU embedding actors on a cluster without GPUs.
 _CPU_ACTORS = 1
+#: The prepare tasks' own runtime environment: Ray keeps worker processes apart by environment,
+#: so the processes these tasks lower in priority never host the embedding actor or another job.
+_PREPARE_WORKERS = {"env_vars": {"VAD_RAY_STAGE": "prepare"}}
 #: Tries of a prepare task whose worker died, after the first.
 _TASK_RETRIES = 2
 _REMOVED_MEANWHILE = "removed from your collection while this ingest ran: ingest it again"
@@ -89,8 +92,9 @@ def known_keys(ids: Iterator[str]) -> np.ndarray:
 
 
 def is_known(point_id: str, known: np.ndarray) -> bool:
-    """Whether ``point_id`` is among the ids of ``known``. A 64-bit key can match another id (odds
-    of about 1e-7 at a million images each side): the driver's check against the index is exact."""
+    """Whether ``point_id`` is among the ids of ``known``. A 64-bit key can match another id's (odds
+    of about 5e-8 at a million images each side); the driver's check against the index is exact,
+    and rejects such a file as it rejects one removed meanwhile, to be ingested again."""
     key = _key(point_id)
     at = int(np.searchsorted(known, key))
     return at < len(known) and int(known[at]) == key
@@ -196,6 +200,7 @@ class RayCluster:
                 fn_kwargs={"user": user, "limits": limits, "transform": transform, "known": known},
                 num_cpus=1,
                 max_retries=_TASK_RETRIES,
+                runtime_env=_PREPARE_WORKERS,
             )
         settings = self.settings
         if self.gpus:

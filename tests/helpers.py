@@ -468,6 +468,8 @@ RAY_NODE_ENV = {
     "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
     # Loopback only, so no token: else a token that another Ray left in ~/.ray decides who may join.
     "RAY_AUTH_MODE": "disabled",
+    # Stop at once: a node waits up to 30 s for its actors to drain (Ray Data leaves some running).
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
 }
 #: Environment of a driver (``python -m core ingest --engine ray``) joining that cluster. Off, this
