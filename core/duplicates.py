@@ -347,27 +347,28 @@ class DuplicateFinder:
 def keeper_order(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
     """Positions of ``rows`` best first, and why: the fewest quality flags (``quality_flags``, when
     given: a too dark or blurry copy is never kept over a clean one), then the most picture pixels
-    (inside any border; within 10 % counts as the same, since the border is found on a small copy),
-    then the least border around it (the picture's share of the image, in steps of 5 %), then the
-    largest file, then the oldest."""
+    (inside any border; within 10 % of the most counts as as many, since the border is found on a
+    small copy), then the least border around it (a picture's share of its image within 5 points
+    of the largest share), then the largest file, then the oldest. The copies that are not kept
+    follow in the same order, smaller pictures by their pixels."""
     full = (rows["width"] * rows["height"]).to_numpy(np.float64)
     picture = _picture_pixels(rows, full)
-    size_class = np.floor(np.log(np.maximum(picture, 1.0)) / np.log(1.1))
-    share_class = np.round(20 * picture / np.maximum(full, 1.0))
+    share = picture / np.maximum(full, 1.0)
     sizes = rows["bytes"].to_numpy()
     created = rows["created_ts"].to_numpy(dtype=np.float64)
     flags = rows["quality_flags"].to_numpy() if "quality_flags" in rows else np.zeros(len(rows))
-    order = np.lexsort((created, -sizes, -share_class, -size_class, flags))
+    fewest = flags == flags.min()
+    largest = fewest & (picture >= 0.9 * picture[fewest].max())
+    least_border = largest & (share >= share[largest].max() - 0.05)
+    smaller = np.where(largest, 0.0, -picture)
+    order = np.lexsort((created, -sizes, ~least_border, smaller, ~largest, ~fewest))
     first = order[0]
     w, h = _whole(rows["width"].iloc[first]), _whole(rows["height"].iloc[first])
-    fewest = flags == flags[first]
-    same_size = fewest & (size_class == size_class[first])
-    same_share = same_size & (share_class == share_class[first])
-    if same_size.sum() == 1:
+    if largest.sum() == 1:
         reason = f"most pixels ({w}×{h})"
-    elif same_share.sum() == 1:
+    elif least_border.sum() == 1:
         reason = f"as many pixels, least border around them ({w}×{h})"
-    elif (same_share & (sizes == sizes[first])).sum() == 1:
+    elif (least_border & (sizes == sizes[first])).sum() == 1:
         reason = f"same pixel count, largest file ({sizes[first] / 1024:.0f} KB)"
     else:
         when = datetime.fromtimestamp(created[first], UTC).strftime("%Y-%m-%d %H:%M")

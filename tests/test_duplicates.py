@@ -282,6 +282,19 @@ def test_keeper_on_equal_pixels_and_size_is_the_oldest() -> None:
     assert cluster.keeper_reason == f"same pixels and file size, oldest (added {when} UTC)"
 
 
+def test_keeper_of_two_pictures_a_few_pixels_apart_is_the_larger_file() -> None:
+    """Borders found on a re-encoded copy differ by a few pixels: 362x376 and 362x373 are as many
+    pixels (their counts straddle a 10 % step of a log scale, which once decided it)."""
+    (cluster,) = three_same_pixels(
+        width=[368, 368, 368],
+        height=[382, 382, 382],
+        content_size=[(362, 376), (362, 373), (300, 300)],
+        bytes=[21_899, 102_833, 500_000],
+    )
+    assert cluster.members == ["img-001", "img-000", "img-002"]
+    assert cluster.keeper_reason == "same pixel count, largest file (100 KB)"
+
+
 def test_keeper_is_never_a_copy_the_quality_checks_flag() -> None:
     dark = {**NORMAL_STATS, "brightness": 0.03, "brightness_p10": 0.0, "brightness_p90": 0.05}
     (cluster,) = three_same_pixels(
