@@ -36,6 +36,8 @@ def without_times(payload: dict) -> dict:
     kept = {k: v for k, v in payload.items() if k not in TIMESTAMPS}
     kept["occurrences"] = [{k: v for k, v in o.items() if k != "added_at"} for o in kept.get("occurrences", [])]
     return kept
+
+
 ENGINES = ("local", "ray")
 
 
@@ -56,10 +58,7 @@ def ingest(engine: str, path: Path, data_dir: Path, model: str, address: str) ->
 def points(data_dir: Path, model: str) -> dict[str, tuple[dict, np.ndarray]]:
     services = open_services(load_settings(data_dir=data_dir, model=model))
     try:
-        return {
-            r.id: (without_times(r.payload), r.vector)
-            for r in services.index.scroll(USER, with_vectors=True)
-        }
+        return {r.id: (without_times(r.payload), r.vector) for r in services.index.scroll(USER, with_vectors=True)}
     finally:
         services.close()
 
