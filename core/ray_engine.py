@@ -41,7 +41,7 @@ from ray.data import ActorPoolStrategy, DataContext, Dataset
 from ray.util.annotations import RayDeprecationWarning
 
 from core.diskspace import DiskGuard
-from core.embed import Embedder, load_embedder
+from core.embed import Embedder, default_batch_size, load_embedder
 from core.embed.transform import ImageTransform
 from core.images import ImageLimits
 from core.index import VectorIndex, image_id
@@ -272,8 +272,12 @@ class RayIngestor(Ingestor):
 
     @classmethod
     def for_services(cls, services: Services, cluster: RayCluster) -> RayIngestor:
-        """The Ray engine's counterpart of ``services.ingestor()``: the same store, index and limits."""
-        return cls(cluster, **services.ingest_parts())
+        """The Ray engine's counterpart of ``services.ingestor()``: the same store, index and limits.
+        Unless ``VAD_BATCH_SIZE`` sets it, the batch suits the actors' device, not the driver's."""
+        parts = services.ingest_parts()
+        if services.settings.batch_size is None:
+            parts["batch_size"] = default_batch_size("cuda" if cluster.gpus else "cpu")
+        return cls(cluster, **parts)
 
     def _ready_batches(
         self,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ from helpers import (
 )
 from ray import cloudpickle
 
-from core.embed import load_embedder
+from core.embed import CPU_BATCH_SIZE, GPU_BATCH_SIZE, load_embedder
 from core.hashing import sha256_hex
 from core.images import ImageLimits
 from core.index import image_id
@@ -246,3 +247,13 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_others_go_on(
     assert [r.status for r in results] == ["stored"] * 10 + ["rejected"]
     assert results[-1].reason == "could not decode: a Ray worker stopped while reading or preparing it"
     assert stored == {r.image_id for r in results[:-1]}
+
+
+def test_the_batch_suits_the_clusters_device_not_the_drivers(tmp_path: Path) -> None:
+    """A driver on a CPU machine sends GPU actors GPU-sized batches, unless VAD_BATCH_SIZE is set."""
+    with tiny_services(tmp_path / "auto") as services:
+        assert services.batch_size == CPU_BATCH_SIZE  # the driver's own device
+        assert RayIngestor.for_services(services, SimpleNamespace(gpus=2)).batch_size == GPU_BATCH_SIZE
+        assert RayIngestor.for_services(services, SimpleNamespace(gpus=0)).batch_size == CPU_BATCH_SIZE
+    with tiny_services(tmp_path / "set", batch_size=48) as services:
+        assert RayIngestor.for_services(services, SimpleNamespace(gpus=2)).batch_size == 48
