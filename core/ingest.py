@@ -13,6 +13,7 @@ up), the ingest stops: the files not yet attempted are rejected with "not attemp
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,6 +58,10 @@ _READ_THREADS = 4
 _BATCHES_AHEAD = 2
 #: Files per worker task, at most: fewer round trips, yet every worker gets a share of a batch.
 _MAX_CHUNK = 8
+#: Files whose objects are written at the same time (store puts wait on I/O, not on the GIL).
+_STORE_THREADS = 8
+#: A file not written because the store had stopped answering before its turn.
+_NOT_ATTEMPTED = object()
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,9 @@ class Ingestor:
     """Runs the ingest pipeline against one store, index and embedder.
 
     Stages overlap: threads read and hash files ahead; worker processes (``pool``) decode and
-    prepare the next batches while this thread embeds one batch and writes it to the store and
-    the index. Without a pool, or for fewer files than a batch, the CPU work runs here.
+    prepare the next batches while this thread embeds one batch and writes it to the store (up
+    to ``_STORE_THREADS`` files at a time) and the index. Without a pool, or for fewer files
+    than a batch, the CPU work runs here.
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class Ingestor:
         self.stopped: IngestStopped | None = None
         self._journal: IntentJournal | None = None
         self._breaker = Breaker()
+        self._breaker_lock = threading.Lock()  # the store's writer threads count into it
         #: Occurrences to append to images the user already has (image id -> occurrences).
         self._occurrences: dict[str, list[Occurrence]] = {}
 
@@ -469,22 +476,43 @@ class Ingestor:
             self._stop(IngestStopped("the intent journal could not be written", str(exc)), [c for c, _ in batch])
             return
         stored: list[tuple[Candidate, ImageRecord]] = []
-        for position, (candidate, vector) in enumerate(batch):
-            if self._breaker.open:
-                self._stop(self._unreachable(), [c for c, _ in batch[position:]])
-                break
-            try:
-                self._store_objects(user, candidate)
-                self._breaker.success()
-            except Exception as exc:
-                self._breaker.failure(exc)
+        unattempted: list[Candidate] = []
+        for (candidate, vector), outcome in zip(batch, self._put_all(user, [c for c, _ in batch]), strict=True):
+            if outcome is _NOT_ATTEMPTED:
+                unattempted.append(candidate)
+            elif outcome is not None:
                 self._remove_objects(user, candidate)
-                record(candidate.position, IngestResult(candidate.item.path, "rejected", f"could not store: {exc}"))
-                continue
-            stored.append((candidate, ImageRecord(candidate.image_id, self._payload(user, candidate), vector)))
+                record(candidate.position, IngestResult(candidate.item.path, "rejected", f"could not store: {outcome}"))
+            else:
+                stored.append((candidate, ImageRecord(candidate.image_id, self._payload(user, candidate), vector)))
+        if unattempted:
+            self._stop(self._unreachable(), unattempted)
         self._upsert(user, stored, record)
         if self._breaker.open and not self.stopped:
             self._stop(self._unreachable(), [])
+
+    def _put_all(self, user: str, candidates: list[Candidate]) -> list[Exception | object | None]:
+        """Write each candidate's original and thumbnail, up to ``_STORE_THREADS`` candidates at a
+        time (each put is I/O, on S3 a round trip). In order, each one's outcome: None (written),
+        the error, or ``_NOT_ATTEMPTED`` (the breaker was open before its turn)."""
+
+        def put(candidate: Candidate) -> Exception | object | None:
+            if self._breaker.open:
+                return _NOT_ATTEMPTED
+            try:
+                self._store_objects(user, candidate)
+            except Exception as exc:
+                with self._breaker_lock:
+                    self._breaker.failure(exc)
+                return exc
+            with self._breaker_lock:
+                self._breaker.success()
+            return None
+
+        if len(candidates) <= 1:
+            return [put(c) for c in candidates]
+        with ThreadPoolExecutor(min(_STORE_THREADS, len(candidates)), thread_name_prefix="ingest-store") as writers:
+            return list(writers.map(put, candidates))
 
     def _unreachable(self) -> IngestStopped:
         return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")

@@ -7,6 +7,8 @@ small subclasses/wrappers of those real parts that raise on one chosen call.
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -212,6 +214,35 @@ def test_bad_files_are_rejected_with_reasons(store: LocalStore, index: EdgeIndex
         assert by_path[path].status == "rejected"
         assert expected in by_path[path].reason
     assert index.count() == 3
+    assert_no_orphans(store, index, files, results)
+
+
+class SlowStore(LocalStore):
+    """A local store whose every put takes 50 ms, as an S3 round trip does; counts puts in flight."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.05)
+            super().put(key, data, content_type)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_a_batch_writes_its_files_side_by_side(tmp_path: Path, index: EdgeIndex, tiny: Embedder) -> None:
+    store = SlowStore(tmp_path / "slow")
+    files = good_files(16)
+    results = Ingestor(store, index, tiny, batch_size=16).ingest(items(files), USER)
+    assert statuses(results) == ["stored"] * 16
+    assert store.most_in_flight > 1  # one after the other, 32 puts would take 1.6 s
     assert_no_orphans(store, index, files, results)
 
 
