@@ -67,9 +67,9 @@ def _delete(ids: list[str], what: str) -> None:
 
 
 def _not_duplicates(members: list[str]) -> None:
-    """Remember the decision, and leave the cluster out of the list drawn now. The collection's
-    version changes (other pages refresh); the list does not need the page's whole rerun for it,
-    unless something else changed since it was drawn."""
+    """Remember the decision, and leave the cluster out of the counts and the list drawn now. The
+    collection's version changes (other pages refresh); the review does not need the page's whole
+    rerun for it, unless something else changed since it was drawn."""
     before = ui.data_version(user)
     with ui.track("not_duplicates", page="duplicates", images=len(members)):
         mark_not_duplicates(services.index, user, members)
@@ -197,9 +197,60 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
             st.caption(f"The keeper and the next {len(shown) - 1} of {len(members):,} images.")
 
 
+def _summary(shown: list[Cluster], rows: dict, images, report: DuplicateReport, chosen: tuple[str, ...]) -> None:
+    """The counts of what is shown, why, and the bulk actions on it."""
+    redundant = [m for c in shown for m in c.to_delete if m in rows]
+    metrics = st.columns(4)
+    metrics[0].metric("Clusters", f"{len(shown):,}")
+    metrics[1].metric("Images in clusters", f"{sum(len(c.members) for c in shown):,}")
+    metrics[2].metric("Would be deleted", f"{len(redundant):,}", help="All but the keeper of every cluster")
+    metrics[3].metric("Saved space", ui.human_bytes(sum(rows[m]["bytes"] for m in redundant)))
+    why = [f"Near: pHash within {report.near_threshold} bits"] if "near" in chosen else []
+    if "semantic" in chosen:
+        why.append(report.thresholds.describe())
+    if why:
+        st.caption(" · ".join(why) + ".")
+    if not shown:
+        return
+    frame = clusters_frame(shown, images)
+    actions = st.columns([2, 1, 1, 3], vertical_alignment="center")
+    with actions[0].popover(f"Delete {len(redundant):,} duplicate(s)", icon=":material/delete_sweep:", width="stretch"):
+        st.markdown(f"Keeps one image per cluster and deletes these **{len(redundant):,}**:")
+        st.dataframe(frame[~frame["is_keeper"]][["cluster", "filename", "level"]], hide_index=True, height=220)
+        confirm = st.checkbox("Yes, move them to the trash", key="dup_bulk_confirm")
+        if st.button("Delete all but the keepers", type="primary", disabled=not confirm, key="dup_bulk"):
+            _delete(redundant, "bulk")
+    actions[1].download_button(
+        "CSV",
+        lambda: frame.to_csv(index=False),
+        "duplicates.csv",
+        "text/csv",
+        icon=":material/download:",
+        width="stretch",
+    )
+    actions[2].download_button(
+        "JSON",
+        lambda: json.dumps([c.to_dict() for c in shown], indent=2),
+        "duplicates.json",
+        "application/json",
+        icon=":material/download:",
+        width="stretch",
+    )
+
+
 @st.fragment
-def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[frozenset[str]], version: int) -> None:
-    """Paging and each cluster's review: a click reruns only this part, from the cached report."""
+def _review(
+    clusters: list[Cluster],
+    report: DuplicateReport,
+    chosen: tuple[str, ...],
+    images,
+    rows: dict,
+    hidden: set[frozenset[str]],
+    version: int,
+) -> None:
+    """The counts, the bulk actions and each cluster's review: a click in a cluster ("Not
+    duplicates", "Keep all", paging) reruns only this part, from the cached report, and the counts
+    follow it."""
     current = max(version, st.session_state.get(LIST_VERSION, version))  # + its own "Not duplicates"
     ui.rerun_page_if_changed(user, current)
     st.session_state[LIST_VERSION] = current
@@ -207,9 +258,18 @@ def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[froz
     live = [c for c in clusters if frozenset(c.members) not in dismissed]
     if clusters and not live:
         st.rerun(scope="app")  # the last cluster is gone: the page says so
+    visible = [c for c in live if frozenset(c.members) not in hidden]
+    _summary(visible, rows, images, report, chosen)
+    if not clusters:
+        ui.empty_state(
+            "No duplicates at these settings",
+            "Nothing in your collection is a duplicate at the chosen levels and thresholds. Loosen the "
+            "thresholds to see more candidates.",
+            icon=":material/done_all:",
+        )
+        return
     if len(live) < len(clusters):
         st.caption(f"{len(clusters) - len(live):,} cluster(s) marked as not duplicates: they won't be proposed again.")
-    visible = [c for c in live if frozenset(c.members) not in hidden]
     if len(visible) < len(live):
         left, right = st.columns([4, 1], vertical_alignment="center")
         left.caption(f"{len(live) - len(visible):,} cluster(s) kept as they are and hidden for now.")
@@ -217,7 +277,7 @@ def _cluster_list(clusters: list[Cluster], details, rows: dict, hidden: set[froz
     pages = max(1, -(-len(visible) // PER_PAGE))
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="dup_page") if pages > 1 else 1
     for cluster in visible[(number - 1) * PER_PAGE : number * PER_PAGE]:
-        _cluster_card(cluster, details, rows, hidden)
+        _cluster_card(cluster, report.details, rows, hidden)
 
 
 st.title("Duplicates")
@@ -277,52 +337,5 @@ rows = images[images["id"].isin(in_clusters)].set_index("id").to_dict("index")
 hidden: set[frozenset[str]] = st.session_state.setdefault("dup_kept", set())
 st.session_state[DISMISSED] = set()  # this run's report already leaves out what was marked
 st.session_state[LIST_VERSION] = version
-shown = [c for c in clusters if frozenset(c.members) not in hidden]
-redundant = [m for c in shown for m in c.to_delete if m in rows]
-metrics = st.columns(4)
-metrics[0].metric("Clusters", f"{len(shown):,}")
-metrics[1].metric("Images in clusters", f"{sum(len(c.members) for c in shown):,}")
-metrics[2].metric("Would be deleted", f"{len(redundant):,}", help="All but the keeper of every cluster")
-metrics[3].metric("Saved space", ui.human_bytes(sum(rows[m]["bytes"] for m in redundant)))
-why = [f"Near: pHash within {report.near_threshold} bits"] if "near" in chosen else []
-if "semantic" in chosen:
-    why.append(report.thresholds.describe())
-if why:
-    st.caption(" · ".join(why) + ".")
-
-if not clusters:
-    ui.empty_state(
-        "No duplicates at these settings",
-        "Nothing in your collection is a duplicate at the chosen levels and thresholds. Loosen the "
-        "thresholds to see more candidates.",
-        icon=":material/done_all:",
-    )
-    st.stop()
-
-if shown:
-    frame = clusters_frame(shown, images)
-    actions = st.columns([2, 1, 1, 3], vertical_alignment="center")
-    with actions[0].popover(f"Delete {len(redundant):,} duplicate(s)", icon=":material/delete_sweep:", width="stretch"):
-        st.markdown(f"Keeps one image per cluster and deletes these **{len(redundant):,}**:")
-        st.dataframe(frame[~frame["is_keeper"]][["cluster", "filename", "level"]], hide_index=True, height=220)
-        confirm = st.checkbox("Yes, move them to the trash", key="dup_bulk_confirm")
-        if st.button("Delete all but the keepers", type="primary", disabled=not confirm, key="dup_bulk"):
-            _delete(redundant, "bulk")
-    actions[1].download_button(
-        "CSV",
-        lambda: frame.to_csv(index=False),
-        "duplicates.csv",
-        "text/csv",
-        icon=":material/download:",
-        width="stretch",
-    )
-    actions[2].download_button(
-        "JSON",
-        lambda: json.dumps([c.to_dict() for c in shown], indent=2),
-        "duplicates.json",
-        "application/json",
-        icon=":material/download:",
-        width="stretch",
-    )
-_cluster_list(clusters, report.details, rows, hidden, version)
+_review(clusters, report, chosen, images, rows, hidden, version)
 detail.render_if_open()
