@@ -168,8 +168,7 @@ def _items_from_file(path: Path, name: str, inside: bool = False) -> Iterator[In
         yield from items_from_zip(str(path), partial(path.open, "rb"))
     else:
         relative = name if inside else None
-        size = path.stat().st_size
-        yield IngestItem(path=str(path), read=path.read_bytes, size=size, relative=relative)
+        yield IngestItem(path=str(path), read=path.read_bytes, size=path.stat().st_size, relative=relative)
 
 
 def _not_regular(path: Path) -> str:
@@ -217,8 +216,7 @@ def items_from_zip(label: str, opener: Callable[[], IO[bytes]]) -> Iterator[Inge
             yield skipped_item(path, skip)
         else:
             read = partial(_read_member, shared, member)
-            relative = name.replace("\\", "/")
-            yield IngestItem(path=path, read=read, size=member.file_size, relative=relative)
+            yield IngestItem(path=path, read=read, size=member.file_size, relative=name.replace("\\", "/"))
 
 
 def _unsafe_member(member: zipfile.ZipInfo) -> str | None:
