@@ -10,6 +10,7 @@ import pytest
 from apptest_helpers import jpeg_variant
 from helpers import ingest_files, png, running_app, tiny_services
 from test_browser import CHROMIUM, CHROMIUM_ARGS
+from test_browser_session import sign_in
 from test_browser_viewer import go
 
 from core.auth import UserStore
@@ -48,10 +49,7 @@ def test_not_duplicates_and_keep_all_update_the_counts_with_the_list(tmp_path: P
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1440, "height": 900})
         tab.goto(url)
-        tab.get_by_label("User name", exact=True).fill("dora")
-        tab.get_by_label("Password", exact=True).first.fill(PASSWORD)
-        tab.get_by_role("button", name="Sign in").click()
-        expect(tab.get_by_role("heading", name="Gallery")).to_be_visible()
+        sign_in(tab, "dora", PASSWORD)
         go(tab, "Duplicates")
 
         def metric(label: str):
