@@ -487,7 +487,7 @@ def re_embed(services: Services, user: str, image_id: str) -> bool:
     decoded = decode(services.store.get(record.payload["original_key"]), services.limits)
     record.vector = services.embedder.embed_images([decoded.image])[0]
     record.payload["phash"] = phash_hex(decoded.image)
-    content = content_of(decoded.image, decoded.width, decoded.height)
+    content = content_of(decoded.image, decoded.width, decoded.height, record.payload["phash"])
     record.payload["content_phash"], record.payload["content_size"] = content.phash, [content.width, content.height]
     services.index.upsert([record])
     return True

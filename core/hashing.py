@@ -73,16 +73,25 @@ def _trim(grey: np.ndarray, box: tuple[int, int, int, int], blurred: bool) -> tu
 
 def _empty_edges(grey: np.ndarray, blurred: bool) -> tuple[int, int]:
     """How many of the first and of the last rows of ``grey`` hold no picture: nearly all one
-    shade, or also (``blurred``) without fine detail. None when every row would go."""
-    if grey.shape[0] == 0 or grey.shape[1] < 3:
+    shade, or also (``blurred``) without fine detail. None when every row would go.
+
+    Rows are looked at from each end inward, up to the first that holds picture: a photo without
+    borders costs two rows, not the whole image (this runs for every ingested file)."""
+    rows = grey.shape[0]
+    if rows == 0 or grey.shape[1] < 3:
         return 0, 0
-    shade = np.median(grey, axis=1, keepdims=True)
-    empty = (np.abs(grey - shade) <= _SHADE_TOLERANCE).mean(axis=1) >= _BAR_SHARE
-    if blurred:
-        empty |= np.abs(np.diff(grey, n=2, axis=1)).mean(axis=1) < _FINE_DETAIL
-    if empty.all():
+    first = next((row for row in range(rows) if not _empty_line(grey[row], blurred)), rows)
+    if first == rows:
         return 0, 0
-    return int(np.argmin(empty)), int(np.argmin(empty[::-1]))
+    last = next(row for row in range(rows - 1, first - 1, -1) if not _empty_line(grey[row], blurred))
+    return first, rows - 1 - last
+
+
+def _empty_line(line: np.ndarray, blurred: bool) -> bool:
+    """Whether one row of grey levels is nearly all one shade, or also (``blurred``) has no fine detail."""
+    if np.mean(np.abs(line - np.median(line)) <= _SHADE_TOLERANCE) >= _BAR_SHARE:
+        return True
+    return blurred and float(np.mean(np.abs(np.diff(line, n=2)))) < _FINE_DETAIL
 
 
 @dataclass(frozen=True)
@@ -94,13 +103,17 @@ class Content:
     height: int
 
 
-def content_of(image: Image.Image, width: int | None = None, height: int | None = None) -> Content:
-    """``content_box`` of a working copy ``image`` of a ``width`` x ``height`` original."""
+def content_of(
+    image: Image.Image, width: int | None = None, height: int | None = None, phash: str | None = None
+) -> Content:
+    """``content_box`` of a working copy ``image`` of a ``width`` x ``height`` original. ``phash``
+    is ``phash_hex(image)`` where the caller has it: a picture without borders then costs no
+    second pHash."""
     box = content_box(image)
     whole = box == (0, 0, *image.size)
     width, height = width or image.width, height or image.height
     return Content(
-        phash=phash_hex(image if whole else image.crop(box)),
+        phash=(phash or phash_hex(image)) if whole else phash_hex(image.crop(box)),
         width=round((box[2] - box[0]) * width / image.width),
         height=round((box[3] - box[1]) * height / image.height),
     )

@@ -11,36 +11,41 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
+from PIL import Image
 
 
 def image_stats(image: Image.Image) -> dict[str, float]:
     """Brightness (mean and the 10th / 90th percentiles), contrast, sharpness (variance of the
     Laplacian), edge sharpness, entropy and colourfulness of an RGB image; all finite, for any size
     from 1x1 up. The checks read the percentiles, edge sharpness, entropy and colourfulness; the
-    mean, contrast and Laplacian variance describe the image (and older payloads hold them)."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    gray_image = image.convert("L")
-    gray = np.asarray(gray_image, dtype=np.float32) / 255.0
-    edges = gray_image.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
-    laplacian = np.asarray(edges, dtype=np.float32)[1:-1, 1:-1] - 128.0  # Pillow leaves the border unfiltered
-    # An image under 3 px on a side has no interior for the 3x3 kernel: no measurable detail.
-    sharpness = float(laplacian.var()) if laplacian.size else 0.0
-    levels = np.asarray(gray_image)
+    mean, contrast and Laplacian variance describe the image (and older payloads hold them).
+
+    Everything is counted on the 8-bit pixels (histograms and integer sums, no float copy of the
+    image): this runs once per ingested file, in the ingest's CPU budget."""
+    rgb = np.asarray(image.convert("RGB"))
+    levels = np.asarray(image.convert("L"))
     histogram = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+    brightness, contrast = _histogram_moments(histogram, 1 / 255)
+    laplacian = _laplacian(levels)
+    # As first measured, through an 8-bit filter: the Laplacian clipped to -128..127.
+    clipped = np.clip(laplacian, -128, 127) + 128
+    # An image under 3 px on a side has no interior for the 3x3 kernel: no measurable detail.
+    sharpness = _histogram_moments(np.bincount(clipped.ravel(), minlength=256), 1.0)[1] ** 2 if laplacian.size else 0.0
     probabilities = histogram[histogram > 0] / histogram.sum()
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    # Opponent colours, in 0..255 units: yb = (r + g) / 2 - b, kept doubled to stay integral.
+    rg, yb_doubled = red - green, red + green - 2 * blue
+    colorfulness = np.hypot(rg.std(), yb_doubled.std() / 2) + 0.3 * np.hypot(rg.mean(), yb_doubled.mean() / 2)
     low, high = quantile_levels(histogram, [0.1, 0.9]) / 255.0
     return {
-        "brightness": float(gray.mean()),
+        "brightness": float(brightness),
         "brightness_p10": float(low),
         "brightness_p90": float(high),
-        "contrast": float(gray.std()),
-        "sharpness": sharpness,
-        "edge_sharpness": edge_sharpness(levels),
+        "contrast": float(contrast),
+        "sharpness": float(sharpness),
+        "edge_sharpness": edge_sharpness(levels, laplacian),
         "entropy": float(-(probabilities * np.log2(probabilities)).sum()) + 0.0,  # + 0.0: no -0.0
-        "colorfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
+        "colorfulness": float(colorfulness / 255),
     }
 
 
@@ -49,19 +54,33 @@ def image_stats(image: Image.Image) -> dict[str, float]:
 MIN_TONAL_RANGE = 0.2
 
 
-def edge_sharpness(levels: np.ndarray) -> float:
+def edge_sharpness(levels: np.ndarray, laplacian: np.ndarray | None = None) -> float:
     """How abrupt the strongest edges are, whatever the contrast: the 99th percentile of the
     Laplacian's magnitude over the tonal range (1st to 99th percentile) of a grey image (uint8).
     A sharp step gives about 1; blur spreads an edge over more pixels and lowers it (a Gaussian blur
     of radius 2 px on the working copy gives about 0.05); a dark or washed-out copy keeps its value
-    down to a range of ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side."""
+    down to a range of ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side.
+    ``laplacian`` is ``_laplacian(levels)`` where the caller already has it."""
     if min(levels.shape) < 3:
         return 0.0
-    gray = levels.astype(np.int16)
-    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1]
+    laplacian = _laplacian(levels) if laplacian is None else laplacian
     strongest = quantile_levels(np.bincount(np.abs(laplacian).ravel(), minlength=1021), [0.99])[0]
     low, high = quantile_levels(np.bincount(levels.ravel(), minlength=256), [0.01, 0.99])
     return float(strongest / max(high - low, 255.0 * MIN_TONAL_RANGE))
+
+
+def _laplacian(levels: np.ndarray) -> np.ndarray:
+    """The 4-neighbour Laplacian of a grey uint8 image over its interior (int16; empty under 3 px)."""
+    gray = levels.astype(np.int16)
+    return gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1]
+
+
+def _histogram_moments(counts: np.ndarray, step: float) -> tuple[float, float]:
+    """Mean and standard deviation of values ``level * step`` counted ``counts[level]`` times."""
+    values = np.arange(counts.size) * step
+    total = counts.sum()
+    mean = float(counts @ values / total)
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / total))
 
 
 def quantile_levels(counts: np.ndarray, shares: list[float]) -> np.ndarray:

@@ -46,7 +46,7 @@ from core.embed.transform import ImageTransform
 from core.images import ImageLimits
 from core.index import VectorIndex, image_id
 from core.ingest import Candidate, Ingestor, IngestResult, IngestStopped, Tally, embed_prepared, read_and_hash
-from core.prepare import PreparedImage, PreparePool, prepare_or_reason
+from core.prepare import PreparedImage, PreparePool, prepare_or_reason, run_below_others
 from core.services import Services
 from core.settings import Settings
 from core.sources import IngestItem
@@ -127,7 +127,7 @@ def read_and_prepare(
 def _yield_to_the_model() -> None:
     """Run this worker process's tasks below the embedding actor, as the local engine's prepare
     workers run below its model: where they share cores, the model (the slowest stage) goes first."""
-    os.nice(10)
+    run_below_others()
 
 
 class EmbedStage:

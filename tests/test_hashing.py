@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from bench.duplicates_quality import TRANSFORMS
 from core.duplicates import DEFAULT_NEAR_THRESHOLD
-from core.hashing import PHASH_BITS, content_box, content_phash_hex, phash_distance, phash_hex, sha256_hex
+from core.hashing import PHASH_BITS, content_box, content_of, content_phash_hex, phash_distance, phash_hex, sha256_hex
 from core.images import decode
 
 BORDER_TRANSFORMS = ["border", "blurred border", "letterbox", "frame"]
@@ -75,6 +75,8 @@ def test_content_box_finds_the_picture_inside_a_solid_border(fill: tuple[int, in
     assert abs(left - 30) <= 4 and abs(top - 20) <= 4 and abs(right - 230) <= 4 and abs(bottom - 170) <= 4
     assert phash_distance(content_phash_hex(framed), phash_hex(inner)) <= 4
     assert phash_distance(phash_hex(framed), phash_hex(inner)) > 8  # what the whole-picture hash misses
+    # the whole picture's pHash, handed in to save a second one, is not the content's pHash here
+    assert content_of(framed, phash=phash_hex(framed)).phash == content_phash_hex(framed)
 
 
 def test_content_box_ignores_a_mostly_flat_picture() -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from core.embed import Embedder
 from core.embed.transform import ImageTransform
-from core.hashing import phash_hex, pixel_sha256
+from core.hashing import content_of, phash_hex, pixel_sha256
 from core.images import ImageLimits, decode, thumbnail_bytes
 from core.index import collection_name
 from core.index.edge import EdgeIndex
@@ -51,6 +51,7 @@ def test_prepare_image_computes_what_ingest_stores(tiny: Embedder) -> None:
     assert (prepared.width, prepared.height, prepared.format) == (640, 480, "JPEG")
     assert (prepared.extension, prepared.mime_type) == ("jpg", "image/jpeg")
     assert prepared.phash == phash_hex(decoded.image)
+    assert prepared.content_phash == content_of(decoded.image).phash == prepared.phash  # no border: one pHash
     assert prepared.pixel_sha256 == pixel_sha256(decoded.image)
     assert prepared.quality == image_stats(decoded.image)
     assert prepared.thumbnail == thumbnail_bytes(decoded)
@@ -82,6 +83,13 @@ def test_worker_processes_match_inline_work(prepare_pool: PreparePool, tiny: Emb
         assert (theirs.phash, theirs.pixel_sha256, theirs.thumbnail) == (ours.phash, ours.pixel_sha256, ours.thumbnail)
         assert theirs.quality == ours.quality
         np.testing.assert_array_equal(theirs.pixels, ours.pixels)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+def test_workers_run_in_the_idle_class_below_the_model(prepare_pool: PreparePool, tiny: Embedder) -> None:
+    prepare_pool.submit([png(seed=1)], LIMITS, tiny.image_transform()).result(timeout=120)
+    workers = list(prepare_pool._running()._processes)  # the executor's worker pids
+    assert workers and all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in workers)
 
 
 def test_the_pool_recovers_from_a_dead_worker(prepare_pool: PreparePool, tiny: Embedder) -> None:

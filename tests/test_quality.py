@@ -199,6 +199,33 @@ def test_image_stats_values() -> None:
     assert image_stats(Image.new("L", (64, 64), 77)) == image_stats(Image.new("RGB", (64, 64), (77, 77, 77)))
 
 
+def reference_stats(image: Image.Image) -> dict[str, float]:
+    """The stats written plainly, on float copies of the image (as image_stats first measured them)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255
+    grey = image.convert("L")
+    levels = np.asarray(grey, dtype=np.float64)
+    filtered = grey.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
+    laplacian = np.asarray(filtered, dtype=np.float64)[1:-1, 1:-1] - 128
+    rg, yb = rgb[..., 0] - rgb[..., 1], (rgb[..., 0] + rgb[..., 1]) / 2 - rgb[..., 2]
+    return {
+        "brightness": levels.mean() / 255,
+        "contrast": levels.std() / 255,
+        "sharpness": laplacian.var() if laplacian.size else 0.0,
+        "colorfulness": math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()),
+    }
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 7), (3, 3), (64, 48), (301, 257)])
+def test_image_stats_counted_on_integers_equal_the_plain_float_formulas(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(size[0])
+    noisy = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    photo = textured(size[1], size)
+    for image in (noisy, photo, photo.convert("L")):
+        measured = image_stats(image)
+        for name, value in reference_stats(image).items():
+            assert measured[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
 @pytest.mark.parametrize(
     "colour",
     [
