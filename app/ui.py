@@ -346,6 +346,12 @@ def thumb_card(row: dict[str, Any], caption: str) -> None:
     )
 
 
+def card_name(name: str, badge: str = "") -> str:
+    """A card caption's file name (escaped, after an HTML ``badge``), kept to two lines so the
+    cards of a row line up."""
+    return f"<span class='vad-name'>{badge}{escape(name)}</span>"
+
+
 def escape(text: str) -> str:
     """Text made safe to put inside HTML, with control and bidi characters shown as escapes."""
     return html.escape(display_name(str(text)), quote=True)

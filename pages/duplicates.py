@@ -185,7 +185,7 @@ def _cluster_card(cluster: Cluster, details, rows: dict, hidden: set[frozenset[s
             badge = "<b>KEEP</b> · " if row["id"] == keeper else ""
             ui.thumb_card(
                 row,
-                f"{badge}{ui.escape(row['filename'])}<br>{int(row['width'])}×{int(row['height'])} · "
+                f"{ui.card_name(row['filename'], badge)}{int(row['width'])}×{int(row['height'])} · "
                 f"{ui.human_bytes(row['bytes'])}",
             )
             if st.button("Open", key=f"dup_open_{cluster_id}_{row['id']}", width="stretch"):

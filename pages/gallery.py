@@ -255,7 +255,7 @@ def _go_to(number: int) -> None:
 
 def card(row: dict, _: int) -> None:
     size = f"{row['width']}×{row['height']} · {ui.human_bytes(row['bytes'])}"
-    ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{size}")
+    ui.thumb_card(row, f"{ui.card_name(row['filename'])}{size}")
     st.markdown(f"<div class='vad-chips'>{''.join(_chips(row))}</div>", unsafe_allow_html=True)
     actions = st.container(horizontal=True, gap="small", vertical_alignment="center")  # not columns: fewer elements
     key = f"select_{st.session_state.get(GENERATION, 0)}_{row['id']}"

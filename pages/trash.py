@@ -76,7 +76,7 @@ def view() -> None:
         st.button("Empty trash", key="trash_empty", type="primary", disabled=not sure, on_click=_empty)
 
     def render(row: dict, _: int) -> None:
-        ui.thumb_card(row, f"{ui.escape(row['filename'])}<br>{row['when']}")
+        ui.thumb_card(row, f"{ui.card_name(row['filename'])}{row['when']}")
         key = f"trash_pick_{row['id']}"
         picked_now = row["id"] in picked
         st.checkbox("Select", picked_now, key=key, on_change=_pick, args=(row["id"], key), label_visibility="collapsed")
