@@ -7,14 +7,16 @@
 #   mkdir -p .photos && ls ../shared/datasets/imagenet-sample/images/*.JPEG | head -48 | xargs cp -t .photos
 # then run there, with carry [".whl", ".photos"] and a timeout of about 540 s:
 #   bash bench/gpu_ingest.sh
-# It writes the machine's description and the bench's report to $OUT. FILES, DEVICE, PRECISIONS
-# and PYTHON override the defaults (a CPU dry run: DEVICE=cpu PRECISIONS=fp32 FILES=64 PYTHON=.venv/bin/python).
+# It writes the machine's description and the bench's report to $OUT. FILES, DEVICE, PRECISIONS,
+# PYTHON and WHEELS override the defaults (a dry run here, where the Python 3.12 wheels do not
+# install: DEVICE=cpu PRECISIONS=fp32 FILES=64 PYTHON=.venv/bin/python WHEELS=none).
 set -euo pipefail
 out=${OUT:-/tmp/gpu-ingest}
 python=${PYTHON:-python3}
 mkdir -p "$out"
-if [ -d .whl ]; then
-  "$python" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+wheels=${WHEELS:-.whl}
+if [ -d "$wheels" ]; then
+  "$python" -m pip install -q --no-index --no-deps --target /tmp/site "$wheels"/*.whl
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

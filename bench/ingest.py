@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
@@ -35,6 +36,7 @@ from core.embed import Embedder, default_batch_size, load_embedder, resolve_devi
 from core.hashing import sha256_hex
 from core.images import ImageLimits
 from core.index import ImageRecord
+from core.ingest import Ingestor
 from core.prepare import PreparedImage, PreparePool, default_workers, prepare_image
 from core.services import open_services
 from core.settings import load_settings
@@ -209,6 +211,40 @@ def main_process_costs(payloads: list[bytes], prepared: list[PreparedImage], emb
     }
 
 
+class _GivenPrepared(Ingestor):
+    """The ingest's main process alone: each file's prepared result is given (the sample's, in
+    turn) and the model is skipped. What is left is what the main process does per file whatever
+    the device: reading and hashing in threads, the checks, the journal, the store and the index."""
+
+    def __init__(self, given: list[PreparedImage], **parts: Any) -> None:
+        super().__init__(**parts)
+        self.given = given
+
+    def _prepared(self, batches, pool, tally):  # the overridden signature
+        for count, batch in batches:
+            yield self._take(batch, [self.given[c.position % len(self.given)] for c in batch], count, tally)
+
+    def _embed(self, ready: list) -> np.ndarray:
+        vectors = np.random.default_rng(len(ready)).normal(size=(len(ready), self.embedder.dimension))
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def main_process_alone(
+    items: list[IngestItem], prepared: list[PreparedImage], model: str, device: str, batch: int
+) -> float:
+    """Images/s of the main process's share of an ingest into an empty local store and index: the
+    rate no device and no number of workers can take the pipeline past."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        services = open_services(load_settings(data_dir=data_dir, model=model, device=device, batch_size=batch))
+        try:
+            ingestor = _GivenPrepared(prepared, **services.ingest_parts())
+            with timer() as elapsed:
+                ingestor.ingest(items, "bench")
+        finally:
+            services.close()
+    return len(items) / elapsed[0]
+
+
 def model_alone(embedder: Embedder, prepared: list[PreparedImage], batch: int, images: int) -> float:
     """Images/s of ``embed_pixels`` on ready inputs (host-to-device copy and normalisation included)."""
     pixels = np.stack([p.pixels for p in prepared])
@@ -286,9 +322,12 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
     for workers in worker_counts:
         rates[f"prepare ({workers} worker processes)"] = prepare_in_pool(payloads, embedder, limits, workers, batch)
     costs = main_process_costs(payloads, prepared, embedder, batch)
+    alone = main_process_alone(items, prepared, args.model, device, batch)
+    rates["main process alone (prepared given, no model)"] = alone
     print("\nper stage, alone:")
     for name, rate in rates.items():
-        print(f"  {name:<40} {rate:8.1f} images/s ({1000 / rate:.2f} ms per image per core)")
+        unit = "ms per image" if name.startswith("main process") else "ms per image per core"
+        print(f"  {name:<48} {rate:8.1f} images/s ({1000 / rate:.2f} {unit})")
     for name, seconds in costs.items():
         print(f"  main process: {name:<26} {seconds * 1000:8.3f} ms per image")
 
@@ -300,7 +339,11 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
         for workers in worker_counts:
             result = end_to_end(items, args.model, device, precision, batch, workers)
             prepare_rate = rates[f"prepare ({workers} worker processes)"]
-            stages = {"model": model_rate, "prepare": prepare_rate, "read + sha256": rates["read + sha256 (1 thread)"]}
+            stages = {
+                "model": model_rate,
+                "prepare": prepare_rate,
+                "main process": rates["main process alone (prepared given, no model)"],
+            }
             limiting = min(stages, key=stages.__getitem__)
             print(
                 f"  end to end, {workers} workers: {result['images_s']:.1f} images/s "

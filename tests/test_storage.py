@@ -108,6 +108,16 @@ def test_local_store_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "objects").rglob("*") if p.is_file()) == [f"{i}.png" for i in range(5)]
 
 
+def test_a_local_put_that_fails_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    (tmp_path / "objects" / "images" / "u" / "taken.png").mkdir(parents=True)  # a folder where the file would go
+    with pytest.raises(StorageError, match=r"could not write images/u/taken\.png"):
+        store.put("images/u/taken.png", png(1))
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
+    store.put("images/u/new/deeper/x.png", png(2))  # folders that do not exist yet are made
+    assert store.get("images/u/new/deeper/x.png") == png(2)
+
+
 def test_local_store_write_failure_is_a_storage_error(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "objects")
     store.put("images/file", b"a file where a folder is needed")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,10 @@ from core.storage.base import ObjectNotFound, ObjectStore, StorageError
 
 
 class LocalStore(ObjectStore):
-    """Objects as files under ``root``; writes go to a temp file and are renamed into place."""
+    """Objects as files under ``root``; writes go to a temp file and are renamed into place.
+
+    A put is a few system calls and little Python: ingest makes two for each image, from several
+    threads, and Python work in them holds the GIL that the ingest's main thread needs."""
 
     kind = "local"
 
@@ -21,22 +25,29 @@ class LocalStore(ObjectStore):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not key or key.startswith("/") or ".." in Path(key).parts or not path.is_relative_to(self.root):
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """The file of ``key`` under the root. A key is a relative path without ``..``, checked as
+        text: keys are made by this application, and the folders under the root are its own."""
+        if not key or key.startswith("/") or "\0" in key or ".." in key.split("/"):
             raise StorageError(f"invalid object key {key!r}")
-        return path
+        return os.path.join(self.root, key)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        path = self._path(key)
+        path = self._file(key)
+        folder = os.path.dirname(path)
+        temp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
+                _write_new(temp, data)
+            except FileNotFoundError:  # the key's folder does not exist yet
+                os.makedirs(folder, exist_ok=True)
+                _write_new(temp, data)
+            try:
+                os.replace(temp, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                _remove(temp)
                 raise
         except OSError as exc:
             raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
@@ -73,3 +84,24 @@ class LocalStore(ObjectStore):
 
     def describe(self) -> str:
         return f"local directory {self.root}"
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` (readable by its owner only, as ``mkstemp`` makes
+    it); a file left half written is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except BaseException:
+        _remove(path)
+        raise
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
