@@ -110,7 +110,7 @@ def _details(image_id: str) -> None:
     rows = [{"id": h.id, "score": h.score, **h.payload} for h in hits]
 
     def render(row: dict, _: int) -> None:
-        ui.thumb_card(row, f"<span class='vad-score'>{row['score']:.3f}</span> {ui.escape(row['filename'])}")
+        ui.thumb_card(row, f"<span class='vad-score'>{row['score']:.3f}</span>{ui.card_name(row['filename'])}")
         if st.button("Open", key=f"similar_{row['id']}", width="stretch"):
             open_detail(row["id"])
             st.rerun()

@@ -281,7 +281,7 @@ def explorer_map(data: pd.DataFrame, drawn: np.ndarray, version: int) -> None:
         selection_actions(chosen)
 
         def render(row: dict, _: int) -> None:
-            ui.thumb_card(row, ui.escape(row["filename"]))
+            ui.thumb_card(row, ui.card_name(row["filename"]))
             if st.button("Open", key=f"exp_open_{row['id']}", width="stretch"):
                 detail.open_detail(row["id"])
 

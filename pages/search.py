@@ -110,7 +110,7 @@ if hits is not None:
         rows = [{"id": h.id, "score": h.score, **h.payload} for h in hits]
 
         def render(row: dict, _: int) -> None:
-            ui.thumb_card(row, f"<span class='vad-score'>{row['score']:.3f}</span> {ui.escape(row['filename'])}")
+            ui.thumb_card(row, f"<span class='vad-score'>{row['score']:.3f}</span>{ui.card_name(row['filename'])}")
             if st.button("Open", key=f"result_{row['id']}", width="stretch"):
                 detail.open_detail(row["id"])
 
