@@ -179,3 +179,9 @@ def test_view_images_opens_the_viewer_on_ids(app_env):
     assert not page.exception
     assert ">2 / 3<" in _position(page), "the unknown id is left out, the clicked image stays current"
     assert _shown(page)["id"] == ids[1] and _shown(page)["src"]
+
+
+def test_a_card_name_is_escaped_after_its_badge_in_the_two_line_class():
+    shown = ui.card_name("<img src=x onerror=alert(1)>.png", badge="<b>KEEP</b> · ")
+    assert shown.startswith("<span class='vad-name'><b>KEEP</b> · &lt;img")
+    assert "<img" not in shown.removeprefix("<span class='vad-name'><b>KEEP</b> · ")
