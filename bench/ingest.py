@@ -230,19 +230,42 @@ class _GivenPrepared(Ingestor):
 
 
 def main_process_alone(
-    items: list[IngestItem], prepared: list[PreparedImage], model: str, device: str, batch: int
+    items: list[IngestItem], prepared: list[PreparedImage], model: str, device: str, batch: int, busy_threads: int = 0
 ) -> float:
     """Images/s of the main process's share of an ingest into an empty local store and index: the
-    rate no device and no number of workers can take the pipeline past."""
+    rate no device and no number of workers can take the pipeline past. ``busy_threads`` threads
+    run Python meanwhile in the same process, as an analysis job or a page being drawn does in the
+    app."""
     with tempfile.TemporaryDirectory() as data_dir:
         services = open_services(load_settings(data_dir=data_dir, model=model, device=device, batch_size=batch))
         try:
             ingestor = _GivenPrepared(prepared, **services.ingest_parts())
-            with timer() as elapsed:
+            with busy_python(busy_threads), timer() as elapsed:
                 ingestor.ingest(items, "bench")
         finally:
             services.close()
     return len(items) / elapsed[0]
+
+
+@contextmanager
+def busy_python(threads: int) -> Iterator[None]:
+    """``threads`` threads that run Python code (holding the GIL) until the block ends."""
+    done = threading.Event()
+
+    def spin() -> None:
+        count = 0
+        while not done.is_set():
+            count += 1
+
+    running = [threading.Thread(target=spin, daemon=True) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        for thread in running:
+            thread.join()
 
 
 def model_alone(embedder: Embedder, prepared: list[PreparedImage], batch: int, images: int) -> float:
@@ -278,6 +301,9 @@ def main() -> None:
     parser.add_argument("--model-images", type=int, default=None, help="images for the model-alone timing")
     parser.add_argument("--rss-files", default="", help="e.g. 1000,5000: end to end in fresh processes")
     parser.add_argument("--rss-model", default="tiny:random", help="model for the --rss-files runs")
+    parser.add_argument(
+        "--busy-threads", type=int, default=0, help="also time the main process alone with N threads busy in Python"
+    )
     parser.add_argument("--end-to-end-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -324,6 +350,9 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
     costs = main_process_costs(payloads, prepared, embedder, batch)
     alone = main_process_alone(items, prepared, args.model, device, batch)
     rates["main process alone (prepared given, no model)"] = alone
+    if args.busy_threads:
+        busy = main_process_alone(items, prepared, args.model, device, batch, args.busy_threads)
+        rates[f"main process alone, {args.busy_threads} thread(s) busy in Python"] = busy
     print("\nper stage, alone:")
     for name, rate in rates.items():
         unit = "ms per image" if name.startswith("main process") else "ms per image per core"

@@ -6,7 +6,9 @@ Every read and write is scoped to a user: another user's ids behave as if they d
 from __future__ import annotations
 
 import os
+import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +283,26 @@ def test_edge_index_keeps_its_data_when_reopened(tmp_path: Path) -> None:
         assert hits[0].id == records[2].id
     finally:
         second.close()
+
+
+def test_edge_index_writes_restore_the_switch_interval_even_when_side_by_side(tmp_path: Path) -> None:
+    """Points are converted with quick GIL handoffs (``_prompt_gil_handoffs``); the process's
+    switch interval is back to what it was once every writer is done, and nothing is lost."""
+    index = EdgeIndex(tmp_path / "index", "c_8", DIM)
+    before = sys.getswitchinterval()
+    try:
+        users = ["alice", "bob", "carol", "dave"]
+        with ThreadPoolExecutor(len(users)) as writers:
+            for done in [writers.submit(index.upsert, make_records(user, 40)) for user in users]:
+                done.result()
+        index.set_payload("alice", [make_records("alice", 1)[0].id], {"tags": ["seen"]})
+        assert sys.getswitchinterval() == before
+        assert [index.count(user) for user in users] == [40] * 4
+        with pytest.raises(ValueError, match="UUID"):  # a conversion that fails restores it too
+            index.upsert([ImageRecord("not-an-id", {"user": "alice"}, unit(1))])
+        assert sys.getswitchinterval() == before
+    finally:
+        index.close()
 
 
 def test_edge_index_is_locked_while_open(tmp_path: Path) -> None:
