@@ -73,7 +73,8 @@ PHOTOS = 48
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """48 textured JPEGs of 640x480: six batches of 8, so every moment falls well before the end."""
+    """48 textured JPEGs of 640x480: six batches of 8, so every moment falls well before the end
+    (one batch of all 48 for the kill between a batch's objects and its points)."""
     folder = tmp_path_factory.mktemp("photos")
     for i in range(PHOTOS):
         (folder / f"p{i:02}.jpg").write_bytes(encode(textured(500 + i, (640, 480)), "JPEG", quality=90))
@@ -104,7 +105,11 @@ class KilledIngest:
     def __init__(self, photos: Path, data: Path, when: str, settings: dict[str, str]) -> None:
         self.data, self.when = data, when
         self.store = open_store(load_settings(data_dir=data, **settings))
-        command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json", "--batch-size", "8"]
+        # The objects of a batch are written 8 files at a time: killed between a batch's objects
+        # and its points, the run has one batch of every file, so that moment lasts.
+        batch = PHOTOS if when == "objects being written" else 8
+        command = [sys.executable, "-m", "core", "ingest", str(photos), "--user", USER, "--json"]
+        command += ["--batch-size", str(batch)]
         env = cli_environment(data, **{f"VAD_{name.upper()}": value for name, value in settings.items()})
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
