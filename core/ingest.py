@@ -201,6 +201,8 @@ class Ingestor:
         self._breaker_lock = threading.Lock()  # the store's writer threads count into it
         #: Occurrences to append to images the user already has (image id -> occurrences).
         self._occurrences: dict[str, list[Occurrence]] = {}
+        #: The store's writer threads, for the length of one ``ingest`` call.
+        self._writers: ThreadPoolExecutor | None = None
 
     def ingest(
         self,
@@ -234,7 +236,10 @@ class Ingestor:
         # Starting the workers costs more than preparing one batch here.
         pool = self.pool if self.pool is not None and (self.pool.started or len(items) > self.batch_size) else None
 
-        with closing(self._ready_batches(items, user, seen, repeats, pool, tally)) as prepared:
+        with (
+            closing(self._ready_batches(items, user, seen, repeats, pool, tally)) as prepared,
+            ThreadPoolExecutor(max(1, self.store_threads), thread_name_prefix="ingest-store") as self._writers,
+        ):
             for ready in prepared:
                 if ready:
                     self._finish(user, ready, tally.record)
@@ -243,6 +248,7 @@ class Ingestor:
                     self._stop(IngestStopped("cancelled"), [])
                 if self.stopped:
                     break  # closing the generator cancels the work queued in the pool
+        self._writers = None
         if self._journal:
             self._journal.close()
         if self.stopped:
@@ -512,11 +518,9 @@ class Ingestor:
                 self._breaker.success()
             return None
 
-        threads = min(self.store_threads, len(candidates))
-        if threads <= 1:
+        if self._writers is None or self.store_threads <= 1 or len(candidates) <= 1:
             return [put(c) for c in candidates]
-        with ThreadPoolExecutor(threads, thread_name_prefix="ingest-store") as writers:
-            return list(writers.map(put, candidates))
+        return list(self._writers.map(put, candidates))
 
     def _unreachable(self) -> IngestStopped:
         return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")
