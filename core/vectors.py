@@ -231,7 +231,9 @@ class VectorCache(IndexObserver):
                 with suppress(TypeError, ValueError):
                     rows[column] = rows[column].astype(base.rows[column].dtype)
         new_rows = pd.DataFrame([{"id": i, **payload} for i, (_, payload, _) in added.items()])
-        rows = pd.concat([rows[keep], new_rows], ignore_index=True) if len(new_rows) else rows[keep]
+        # Only frames with rows are joined: an empty one would give the others its column types
+        # (a new user's widths became floats).
+        rows = pd.concat([frame for frame in (rows[keep], new_rows) if len(frame)] or [rows[keep]], ignore_index=True)
         new_vectors = [v for v, _, _ in added.values()]
         stamps = np.concatenate([base.stamps[keep], np.array([s for _, _, s in added.values()], np.int64)])
         payloads_only = keep.all() and not new_vectors

@@ -211,3 +211,15 @@ def test_cache_without_an_index_serves_what_was_written(tmp_path: Path) -> None:
     snapshot = store.load(ALICE)
     assert list(snapshot.ids) == [r.id for r in rows + more]
     np.testing.assert_array_equal(snapshot.vectors[5:], np.vstack([r.vector for r in more]))
+
+
+def test_images_added_to_an_empty_collection_keep_their_integer_columns(index, settings: Settings) -> None:
+    """A new user's cache is read while empty (the app's sidebar does), then uploads fold in: the
+    widths stay integers (an empty base once turned them into floats: "450.0×313.0" on the cards)."""
+    assert len(cache(index, settings).load(ALICE)) == 0
+    added = records(ALICE, 0, 3)
+    for number, record in enumerate(added):
+        record.payload.update(width=400 + number, height=300)
+    index.upsert(added)
+    rows = cache(index, settings).load(ALICE).rows
+    assert rows["width"].dtype.kind == "i" and sorted(rows["width"]) == [400, 401, 402]
