@@ -37,7 +37,7 @@ def _thumbnails(count: int) -> list[bytes]:
     for _ in range(count):
         image = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((256, 192))
         buffer = io.BytesIO()
-        image.save(buffer, format="WEBP", quality=80)
+        image.save(buffer, format="JPEG", quality=80)
         out.append(buffer.getvalue())
     return out
 
@@ -58,7 +58,7 @@ def populate(services: Services, users: list[str], per_user: int, dim: int) -> l
                 payload = synthetic_payload(user, start + i, point, rng)
                 records.append(ImageRecord(point, payload, vectors[i].astype(np.float32)))
                 if u == 0:
-                    services.store.put(payload["thumbnail_key"], thumbs[i % len(thumbs)], "image/webp")
+                    services.store.put(payload["thumbnail_key"], thumbs[i % len(thumbs)], "image/jpeg")
                     target_ids.append(point)
             services.index.upsert(records)
     return target_ids

@@ -160,6 +160,7 @@ def populate(
         payload = make_payload(user, i, point, rng, quality=stats)
         payload["filename"] = f"{user}_{i:05d}.webp"
         payload["original_key"] = payload["original_key"].removesuffix(".jpg") + ".webp"
+        payload["thumbnail_key"] = payload["thumbnail_key"].removesuffix(".jpg") + ".webp"
         payload.update(format="WEBP", width=128, height=96, bytes=len(data), content_size=[128, 96])
         services.store.put(payload["thumbnail_key"], data, "image/webp")
         services.store.put(payload["original_key"], data, "image/webp")

@@ -23,7 +23,7 @@ from core.cache import ResultCache
 from core.collection import Collection
 from core.duplicates import Cluster, default_semantic_threshold, duplicate_report
 from core.hashing import content_of, phash_hex
-from core.images import decode, thumbnail_bytes
+from core.images import decode, thumbnail_bytes, thumbnail_format
 from core.index import SearchHit, vector_cache_root
 from core.quality import CHECKS, run_checks, stats_frame
 from core.reviews import not_duplicate_pairs, set_anomaly_review
@@ -499,5 +499,6 @@ def regenerate_thumbnail(services: Services, user: str, image_id: str) -> bool:
         return False
     payload = records[0].payload
     decoded = decode(services.store.get(payload["original_key"]), services.limits)
-    services.store.put(payload["thumbnail_key"], thumbnail_bytes(decoded), "image/webp")
+    encoding, mime = thumbnail_format(payload["thumbnail_key"])
+    services.store.put(payload["thumbnail_key"], thumbnail_bytes(decoded, format=encoding), mime)
     return True

@@ -161,15 +161,26 @@ def check_size(size: int, limits: ImageLimits = ImageLimits()) -> None:
         raise ImageRejected(f"file is {_mb(size)}, over the {_mb(limits.max_bytes)} limit")
 
 
-def thumbnail_bytes(decoded: DecodedImage, side: int = THUMBNAIL_SIDE, quality: int = 80) -> bytes:
-    """A WebP thumbnail whose longest side is ``side`` (never upscaled)."""
+#: Thumbnail encodings by key suffix, as (Pillow format, MIME type). New thumbnails are JPEG:
+#: 0.2 ms to encode against 1.5 ms for WebP at the same size (docs/benchmarks.md, "The per-image
+#: CPU work"). Collections made before hold WebP ones, made again as WebP under their own keys.
+THUMBNAIL_FORMATS: dict[str, tuple[str, str]] = {".jpg": ("JPEG", "image/jpeg"), ".webp": ("WEBP", "image/webp")}
+
+
+def thumbnail_format(key: str) -> tuple[str, str]:
+    """The (Pillow format, MIME type) of the thumbnail stored under ``key``."""
+    return THUMBNAIL_FORMATS[".webp" if key.endswith(".webp") else ".jpg"]
+
+
+def thumbnail_bytes(decoded: DecodedImage, side: int = THUMBNAIL_SIDE, format: str = "JPEG") -> bytes:
+    """A thumbnail (JPEG, or ``format``) whose longest side is ``side`` (never upscaled)."""
     thumb = decoded.image.copy()
-    # Bicubic and WebP method 0: 2.5 ms a thumbnail instead of 3.6 ms with Lanczos and method 2, for
-    # 9 % more bytes and no difference to see (docs/benchmarks.md, "The per-image CPU work"). This
-    # runs once per ingested file, and is its largest CPU cost after decoding.
-    thumb.thumbnail((side, side), Image.Resampling.BICUBIC)
+    # Bilinear: the working copy is at most a third larger than the thumbnail, where it looks as
+    # bicubic does at 0.6 ms less. This runs once per ingested file, in the ingest's workers.
+    thumb.thumbnail((side, side), Image.Resampling.BILINEAR)
     out = io.BytesIO()
-    thumb.save(out, format="WEBP", quality=quality, method=0)
+    options = {"quality": 80} if format == "JPEG" else {"quality": 80, "method": 0}
+    thumb.save(out, format=format, **options)
     return out.getvalue()
 
 

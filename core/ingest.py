@@ -32,7 +32,7 @@ from core import metrics
 from core.diskspace import DiskFull, DiskGuard
 from core.embed import Embedder
 from core.hashing import sha256_hex
-from core.images import ImageLimits, ImageRejected, check_size
+from core.images import ImageLimits, ImageRejected, check_size, thumbnail_format
 from core.index import ImageRecord, VectorIndex, image_id
 from core.journal import Intent, IntentJournal, recover, remove_keys
 from core.layouts import IngestOptions, apply_options
@@ -579,7 +579,7 @@ class Ingestor:
             candidate.keys.append(original)
             self.store.put(original, candidate.data, candidate.decoded.mime_type)
             candidate.keys.append(thumb)
-            self.store.put(thumb, candidate.thumbnail, "image/webp")
+            self.store.put(thumb, candidate.thumbnail, thumbnail_format(thumb)[1])
 
     def _remove_objects(self, user: str, candidate: Candidate) -> None:
         """Remove what was written of a failed file, trying each key again after a short pause.

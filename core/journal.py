@@ -182,7 +182,7 @@ def settle_point(store: ObjectStore, index: VectorIndex, user: str, image_id: st
         return 0
     for key in others:
         if not store.exists(key):
-            store.put(key, _thumbnail(store.get(original)), "image/webp")
+            store.put(key, *_thumbnail(store.get(original), key))
     return 1
 
 
@@ -201,10 +201,12 @@ def remove_keys(store: ObjectStore, keys: Iterable[str], attempts: int = 3) -> N
                     raise
 
 
-def _thumbnail(original: bytes) -> bytes:
-    from core.images import decode, thumbnail_bytes
+def _thumbnail(original: bytes, key: str) -> tuple[bytes, str]:
+    """A thumbnail made again from ``original`` for ``key``, and its MIME type."""
+    from core.images import decode, thumbnail_bytes, thumbnail_format
 
-    return thumbnail_bytes(decode(original))
+    encoding, mime = thumbnail_format(key)
+    return thumbnail_bytes(decode(original), format=encoding), mime
 
 
 # --- the full scan: every object and every point --------------------------------------------------

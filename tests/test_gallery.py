@@ -532,8 +532,20 @@ def test_regenerate_thumbnail(services: Services, stored: dict[str, str], damage
     data = services.store.get(key)
     assert data == expected
     with Image.open(io.BytesIO(data)) as thumb:
-        assert thumb.format == "WEBP"
+        assert thumb.format == "JPEG"
     assert open_rgb(data).size == (96, 64)  # small originals are never upscaled
+
+
+def test_regenerate_thumbnail_of_an_older_collection_keeps_webp(services: Services, stored: dict[str, str]) -> None:
+    """Collections made before JPEG thumbnails have ``.webp`` keys: theirs are made again as WebP."""
+    beach = stored["beach.png"]
+    key = payload(services, ALICE, beach)["thumbnail_key"].removesuffix(".jpg") + ".webp"
+    services.index.set_payload(ALICE, [beach], {"thumbnail_key": key})
+
+    assert gallery.regenerate_thumbnail(services, ALICE, beach) is True
+    with Image.open(io.BytesIO(services.store.get(key))) as thumb:
+        assert thumb.format == "WEBP"
+        assert thumb.size == (96, 64)
 
 
 def test_original_bytes(services: Services, stored: dict[str, str]) -> None:

@@ -152,7 +152,7 @@ def test_stores_originals_thumbnails_and_points(ingestor: Ingestor, store: Local
         assert payload["thumbnail_key"] == thumbnail_key(USER, result.image_id)
         assert store.get(payload["original_key"]) == data
         thumb = Image.open(io.BytesIO(store.get(payload["thumbnail_key"])))
-        assert thumb.format == "WEBP"
+        assert thumb.format == "JPEG"
         assert max(thumb.size) == min(256, max(decoded.image.size))
         # the vector is this file's embedding (batches are not mixed up)
         np.testing.assert_allclose(record.vector, tiny.embed_images([decoded.image])[0], atol=1e-4)
@@ -544,7 +544,7 @@ def test_end_to_end_on_s3_and_qdrant_client(s3_server: S3Server, tiny: Embedder)
         assert_no_orphans(store, index, files, results)
         record = index.retrieve(USER, [results[1].image_id])[0]
         assert store.get(record.payload["original_key"]) == files["img1.png"]
-        assert Image.open(io.BytesIO(store.get(record.payload["thumbnail_key"]))).format == "WEBP"
+        assert Image.open(io.BytesIO(store.get(record.payload["thumbnail_key"]))).format == "JPEG"
 
         assert statuses(ingestor.ingest(items(good_files(3)), USER)) == ["present"] * 3
         assert delete_images(store, index, USER, [results[0].image_id]) == 1
@@ -566,7 +566,7 @@ def test_services_wire_the_parts_from_settings(tmp_path: Path) -> None:
         results = services.ingestor().ingest(items(good_files(2)), USER)
         assert statuses(results) == ["stored", "stored"]
         assert services.index.counts_by_user() == {USER: 2}
-        assert len(list(tmp_path.joinpath("objects").rglob("*.webp"))) == 2
+        assert len(list(tmp_path.joinpath("objects").rglob("*.jpg"))) == 2  # the thumbnails
     finally:
         services.close()
 

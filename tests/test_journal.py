@@ -6,11 +6,13 @@ subclasses of the real store that fail chosen calls.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from helpers import list_keys, png
+from PIL import Image
 from qdrant_client import models
 from test_ingest import USER, id_of, items
 
@@ -114,17 +116,23 @@ def test_objects_of_a_running_ingest_are_not_orphans(tmp_path: Path, index: Edge
 # --- recovery and repair ------------------------------------------------------------------------
 
 
-def test_a_point_without_its_thumbnail_gets_it_back(tmp_path: Path, index: EdgeIndex, tiny, journal) -> None:
+@pytest.mark.parametrize(("suffix", "encoding"), [(".jpg", "JPEG"), (".webp", "WEBP")])
+def test_a_point_without_its_thumbnail_gets_it_back(
+    tmp_path: Path, index: EdgeIndex, tiny, journal, suffix: str, encoding: str
+) -> None:
+    """Made again in its key's encoding: JPEG, or WebP for a point of an older collection."""
     store = LocalStore(tmp_path / "objects")
     data = png(seed=2)
     Ingestor(store, index, tiny, journal_dir=journal).ingest(items({"a.png": data}), USER)
     original, thumb = keys_of(data)
     store.delete(thumb)
+    thumb = thumb.removesuffix(".jpg") + suffix
+    index.set_payload(USER, [id_of(data)], {"thumbnail_key": thumb})
     scan = scan_orphans(store, index, journal)
     assert scan.broken_points == [(USER, id_of(data), (original, thumb))]
     fixed = repair_orphans(store, index, scan)
     assert (fixed.completed_points, fixed.removed_points, fixed.failed) == (1, 0, [])
-    assert store.get(thumb)[:4] == b"RIFF"  # a WebP again
+    assert Image.open(io.BytesIO(store.get(thumb))).format == encoding
     assert scan_orphans(store, index, journal).clean
 
 

@@ -208,7 +208,7 @@ def test_open_store_follows_the_settings(s3_server: S3Server, tmp_path: Path) ->
 
 def test_key_layout() -> None:
     assert image_key("alice", "1234", "png") == "images/alice/1234.png"
-    assert thumbnail_key("alice", "1234") == "thumbnails/alice/1234.webp"
+    assert thumbnail_key("alice", "1234") == "thumbnails/alice/1234.jpg"
 
 
 @pytest.mark.parametrize("user", ["alice", "Bob_2", "carol.smith@example.com", "x", "a" * 64])

@@ -37,7 +37,8 @@ def image_key(user: str, image_id: str, extension: str) -> str:
 
 
 def thumbnail_key(user: str, image_id: str) -> str:
-    return f"thumbnails/{check_user(user)}/{image_id}.webp"
+    """Where a new image's thumbnail goes (a JPEG; older collections have ``.webp`` ones)."""
+    return f"thumbnails/{check_user(user)}/{image_id}.jpg"
 
 
 class ObjectStore(ABC):
