@@ -147,12 +147,14 @@ class Tally:
         self._progress = progress
         self._stages = stages
         self._on_result = on_result
+        self._lock = threading.Lock()  # a batch is stored on a thread of its own while the next is embedded
 
     def record(self, position: int, result: IngestResult) -> None:
-        self.results[position] = result
-        self.done += 1
-        if self._on_result:
-            self._on_result(result)
+        with self._lock:
+            self.results[position] = result
+            self.done += 1
+            if self._on_result:
+                self._on_result(result)
 
     def notify(self) -> None:
         total = len(self.results)
@@ -166,9 +168,9 @@ class Ingestor:
     """Runs the ingest pipeline against one store, index and embedder.
 
     Stages overlap: threads read and hash files ahead; worker processes (``pool``) decode and
-    prepare the next batches while this thread embeds one batch and writes it to the store (up
-    to ``store_threads`` files at a time) and the index. Without a pool, or for fewer files
-    than a batch, the CPU work runs here.
+    prepare the next batches; this thread embeds one batch while another writes the batch before
+    it to the store (up to ``store_threads`` files at a time) and the index. Without a pool, or
+    for fewer files than a batch, the CPU work runs here.
     """
 
     def __init__(
@@ -239,15 +241,24 @@ class Ingestor:
         with (
             closing(self._ready_batches(items, user, seen, repeats, pool, tally)) as prepared,
             ThreadPoolExecutor(max(1, self.store_threads), thread_name_prefix="ingest-store") as self._writers,
+            ThreadPoolExecutor(1, thread_name_prefix="ingest-batch") as storing,
         ):
+            writing: Future[None] | None = None  # the batch before, stored while this one is embedded
             for ready in prepared:
-                if ready:
-                    self._finish(user, ready, tally.record)
+                embedded = self._embedded(ready, tally.record)
+                if writing is not None:
+                    writing.result()
+                    writing = None
+                if not self.stopped and embedded:  # once stopped, an embedded batch is not attempted
+                    writing = storing.submit(self._store_batch, user, embedded, tally.record)
                 tally.notify()
                 if not self.stopped and should_stop is not None and should_stop():
                     self._stop(IngestStopped("cancelled"), [])
                 if self.stopped:
                     break  # closing the generator cancels the work queued in the pool
+            if writing is not None:
+                writing.result()
+                tally.notify()
         self._writers = None
         if self._journal:
             self._journal.close()
@@ -441,8 +452,13 @@ class Ingestor:
     def _embed(self, ready: list[Candidate]) -> np.ndarray:
         return embed_prepared(self.embedder, [c.decoded for c in ready if c.decoded is not None])
 
-    def _finish(self, user: str, ready: list[Candidate], record: Callable[[int, IngestResult], None]) -> None:
-        """Embed a batch of prepared candidates, store their objects and upsert their points."""
+    def _embedded(
+        self, ready: list[Candidate], record: Callable[[int, IngestResult], None]
+    ) -> list[tuple[Candidate, np.ndarray]]:
+        """A batch of prepared candidates with their vectors; when the batch cannot be embedded,
+        none, each rejected with the reason."""
+        if not ready:
+            return []
         try:
             started = perf_counter()
             vectors = self._embed(ready)
@@ -453,8 +469,8 @@ class Ingestor:
             log.exception("embedding failed")
             for c in ready:
                 record(c.position, IngestResult(c.item.path, "rejected", f"embedding failed: {exc}"))
-            return
-        self._store_batch(user, list(zip(ready, vectors, strict=True)), record)
+            return []
+        return list(zip(ready, vectors, strict=True))
 
     def _store_batch(
         self, user: str, batch: list[tuple[Candidate, Any]], record: Callable[[int, IngestResult], None]

@@ -301,6 +301,41 @@ def test_results_come_back_in_input_order(
     assert_no_orphans(store, index, files, results)
 
 
+def test_a_batch_is_stored_while_the_next_one_is_embedded(
+    store: LocalStore, index: EdgeIndex, tiny: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store and the model overlap: the first batch's writes wait for the second batch's
+    embedding to start (serial stages would make them wait the whole 20 s), and every result
+    still comes back stored, in order."""
+    embeddings = 0
+    second_started = threading.Event()
+    waited: list[bool] = []
+    embed = tiny.embed_pixels
+
+    def counting(pixels):
+        nonlocal embeddings
+        embeddings += 1
+        if embeddings == 2:
+            second_started.set()
+        return embed(pixels)
+
+    put = store.put
+
+    def waiting(key, data, content_type):
+        if not waited:
+            waited.append(second_started.wait(20))
+        return put(key, data, content_type)
+
+    monkeypatch.setattr(tiny, "embed_pixels", counting)
+    monkeypatch.setattr(store, "put", waiting)
+    files = good_files(6)
+    results = Ingestor(store, index, tiny, batch_size=2, store_threads=1).ingest(items(files), USER)
+    assert waited == [True]
+    assert statuses(results) == ["stored"] * 6
+    assert [r.path for r in results] == list(files)
+    assert_no_orphans(store, index, files, results)
+
+
 def test_worker_processes_give_the_same_points_as_inline_work(
     tmp_path: Path, tiny: Embedder, prepare_pool: PreparePool
 ) -> None:
