@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import io
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ from app import viewer
 from core import gallery, telemetry
 from core.auth import UserStore
 from core.collection import graph_job, graph_status
-from core.images import open_rgb
+from core.display import card_thumbnail
 from core.logs import adopt_loggers, configure_logging
 from core.metrics import MetricsServerError, start_metrics_server
 from core.names import display_name
@@ -225,14 +224,11 @@ def graph_panel(user: str, page: str) -> None:
 
 @st.cache_data(max_entries=5000, show_spinner=False)
 def _thumbnail(_services_id: int, key: str) -> bytes | None:
-    """Thumbnail as JPEG: st.image re-encodes WebP on every run, JPEG it passes through."""
+    """A stored thumbnail as a card shows it (``core.display.card_thumbnail``); None if unreadable."""
     try:
-        image = open_rgb(services().store.get(key))
+        return card_thumbnail(services().store.get(key))
     except Exception:
         return None
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=85)
-    return out.getvalue()
 
 
 def thumbnail(key: str) -> bytes | None:

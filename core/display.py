@@ -48,3 +48,19 @@ def display_image(data: bytes, max_side: int = DISPLAY_MAX_SIDE, max_bytes: int 
     out = io.BytesIO()
     copy.save(out, format="JPEG", quality=92, subsampling=0)
     return DisplayImage(out.getvalue(), "image/jpeg", copy.width, copy.height, original=False)
+
+
+def card_thumbnail(data: bytes) -> bytes | None:
+    """What a card is sent for a stored thumbnail: JPEG bytes (Streamlit passes JPEG through but
+    re-encodes WebP on every run). A JPEG thumbnail, as ingest makes them, goes as it is; an older
+    WebP one is converted once; bytes that are no image give None."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format == "JPEG":
+                return data
+        image = open_rgb(data)
+    except Exception:
+        return None
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()

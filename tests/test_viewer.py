@@ -14,7 +14,7 @@ from apptest_helpers import open_page, png, signed_in_app, texts, upload
 from PIL import Image
 
 from app import ui
-from core.display import DISPLAY_MAX_SIDE, display_image
+from core.display import DISPLAY_MAX_SIDE, card_thumbnail, display_image
 
 
 def _encoded(size: tuple[int, int], kind: str, mode: str = "RGB") -> bytes:
@@ -54,6 +54,16 @@ def test_huge_or_foreign_originals_get_a_bounded_jpeg_copy():
     assert Image.open(io.BytesIO(tiff.data)).format == "JPEG"
     heavy = display_image(_encoded((400, 300), "PNG"), max_bytes=1000)
     assert not heavy.original, "an original over the byte limit is re-encoded"
+
+
+def test_cards_get_jpeg_thumbnails_as_stored_and_older_webp_ones_converted():
+    stored = _encoded((256, 192), "JPEG")
+    assert card_thumbnail(stored) is stored  # what ingest stores goes as it is
+    older = card_thumbnail(_encoded((256, 192), "WEBP"))
+    assert older is not None
+    with Image.open(io.BytesIO(older)) as converted:
+        assert (converted.format, converted.size) == ("JPEG", (256, 192))
+    assert card_thumbnail(b"not an image") is None
 
 
 def test_a_thumbnail_click_opens_the_viewer_on_the_pages_list(app_env):
