@@ -189,7 +189,7 @@ def main_process_costs(payloads: list[bytes], prepared: list[PreparedImage], emb
             with timer() as storing:
                 for number, (item, data) in enumerate(zip(prepared, payloads, strict=True)):
                     store.put(f"images/bench/{number}.jpg", data, "image/jpeg")
-                    store.put(f"thumbnails/bench/{number}.webp", item.thumbnail, "image/webp")
+                    store.put(f"thumbnails/bench/{number}.jpg", item.thumbnail, "image/jpeg")
             vectors = np.random.default_rng(0).normal(size=(n, embedder.dimension)).astype(np.float32)
             records = [
                 ImageRecord(f"{number:032x}", {"user": "bench", "n": number}, vectors[number]) for number in range(n)
