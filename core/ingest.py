@@ -121,6 +121,14 @@ class Candidate:
     quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes = b""
     keys: list[str] = field(default_factory=list)
+    #: The file's size in bytes (``data`` is empty once a cluster node stored the file itself).
+    size: int = -1
+    #: Whether its objects are in the store already (written by a cluster node, under an intent).
+    written: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.data)
 
     def take(self, prepared: PreparedImage) -> None:
         self.decoded = prepared
@@ -230,7 +238,7 @@ class Ingestor:
         self._settle_journals()
         self.stopped = None
         self._breaker = Breaker()
-        self._journal = IntentJournal(self.journal_dir) if self.journal_dir else None
+        self._journal = self._open_journal()
         started = perf_counter()
         tally = Tally(len(items), progress, stages, on_result)
         seen: dict[str, int] = {}  # sha256 -> position of its first copy in this call
@@ -281,6 +289,10 @@ class Ingestor:
             metrics.IMAGES_INGESTED.labels(outcome=result.status).inc()
         metrics.INGEST_DURATION.observe(perf_counter() - started)
         return finished
+
+    def _open_journal(self) -> IntentJournal | None:
+        """This call's intent journal (None without a journal folder)."""
+        return IntentJournal(self.journal_dir) if self.journal_dir else None
 
     def _settle_journals(self) -> None:
         """Settle what earlier, killed ingests left in the journal (logged; never stops this one)."""
@@ -522,6 +534,8 @@ class Ingestor:
         the error, or ``_NOT_ATTEMPTED`` (the breaker was open before its turn)."""
 
         def put(candidate: Candidate) -> Exception | object | None:
+            if candidate.written:
+                return None
             if self._breaker.open:
                 return _NOT_ATTEMPTED
             try:
@@ -542,11 +556,12 @@ class Ingestor:
         return IngestStopped("object store unreachable", f"{self.store.describe()}: {self._breaker.last_error}")
 
     def _stop(self, stopped: IngestStopped, unattempted: Sequence[Candidate]) -> None:
-        """Stop the ingest; the candidates not attempted wrote nothing, so their intents are done."""
+        """Stop the ingest; the candidates not attempted wrote nothing, so their intents are done
+        (those a cluster node wrote stay open, to be settled by ``recover``)."""
         log.warning("ingest stopped: %s", stopped)
         self.stopped = stopped
         if self._journal:
-            self._journal.done(c.image_id for c in unattempted)
+            self._journal.done(c.image_id for c in unattempted if not c.written)
 
     def _upsert(
         self,
@@ -646,7 +661,7 @@ class Ingestor:
             "quality": candidate.quality,
             "width": decoded.width,
             "height": decoded.height,
-            "bytes": len(candidate.data),
+            "bytes": candidate.size,
             "format": decoded.format,
             "created_at": now.isoformat(timespec="seconds"),
             "created_ts": now.timestamp(),

@@ -13,8 +13,15 @@ Data pipeline:
 The driver takes the files back in order and runs the rest of the local engine's ``Ingestor`` on
 each batch: repeats within the call, the index's own check of what the user has, the intent
 journal, the store and the index writes. Reports, point ids and the no-orphan rules are therefore
-the local engine's by construction. The bytes of new files come back to the driver, which stores
-them (the configured store: local disk or S3).
+the local engine's by construction.
+
+With an S3 store (which every node reaches) and a journal, the tasks also write each new file's
+original and thumbnail, so that its bytes never travel to the driver. Each task first journals
+its files' intents in the driver's journal, through an actor on the driver's node
+(``JournalService``), exactly as the local engine journals a batch before writing it; what the
+driver then does not store (a repeat, a batch that could not be embedded, an ingest stopped
+early) is settled by ``core.journal.recover`` at the end of the ingest. With a local store the
+bytes come back to the driver, which writes them.
 
 Cluster nodes run the app's code (the same image) and must see the folders being ingested.
 """
@@ -28,7 +35,7 @@ import pickle
 import socket
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -39,18 +46,21 @@ import ray
 from ray import cloudpickle
 from ray.data import ActorPoolStrategy, DataContext, Dataset
 from ray.util.annotations import RayDeprecationWarning
+from ray.util.client import ray as ray_client
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from core.diskspace import DiskGuard
 from core.embed import Embedder, default_batch_size, load_embedder
 from core.embed.transform import ImageTransform
-from core.images import ImageLimits
+from core.images import ImageLimits, thumbnail_format
 from core.index import VectorIndex, image_id
 from core.ingest import Candidate, Ingestor, IngestResult, IngestStopped, Tally, embed_prepared, read_and_hash
+from core.journal import Intent, IntentJournal
 from core.prepare import PreparedImage, PreparePool, prepare_or_reason, run_below_others
 from core.services import Services
 from core.settings import Settings
 from core.sources import IngestItem
-from core.storage import ObjectStore
+from core.storage import ObjectStore, image_key, open_store, thumbnail_key
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +86,15 @@ class NodeOutcome:
     #: Its result when it was settled there (skipped, or rejected before it could be prepared).
     result: IngestResult | None = None
     sha256: str = ""
-    #: Its bytes; None when the user had its content when the ingest started (not prepared).
+    #: Its bytes; None when the user had its content when the ingest started (not prepared), or
+    #: when the node stored it (then ``keys`` says where).
     data: bytes | None = None
+    #: Its size in bytes, once read.
+    size: int = 0
+    #: Its original's and thumbnail's keys, when the node wrote them (under an open intent).
+    keys: tuple[str, ...] = ()
+    #: Why the node could not write them (a StorageError), if it could not.
+    store_error: Exception | None = None
     #: The prepared image (without its model input once embedded), or why it could not be prepared.
     prepared: PreparedImage | str | None = None
     #: Its vector, or why its batch could not be embedded.
@@ -104,10 +121,58 @@ def _key(point_id: str) -> int:
     return int.from_bytes(uuid.UUID(point_id).bytes[:8], "big")
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeWriter:
+    """What a task needs to store its new files itself: the store's settings and the journal."""
+
+    settings: Settings
+    journal: Any  # the JournalService actor's handle
+
+    def write(self, user: str, outcomes: list[NodeOutcome]) -> None:
+        """Journal the prepared files' intents (one round trip), then write their objects; each
+        outcome's bytes are dropped once written, its error kept if not."""
+        store = _node_store(self.settings)
+        intents = []
+        for outcome in outcomes:
+            assert isinstance(outcome.prepared, PreparedImage)
+            point = image_id(user, outcome.sha256)
+            keys = (image_key(user, point, outcome.prepared.extension), thumbnail_key(user, point))
+            intents.append(Intent(user, point, keys))
+        ray.get(self.journal.intend.remote(intents))
+        for outcome, intent in zip(outcomes, intents, strict=True):
+            assert isinstance(outcome.prepared, PreparedImage) and outcome.data is not None
+            original, thumbnail = intent.keys
+            try:
+                store.put(original, outcome.data, outcome.prepared.mime_type)
+                store.put(thumbnail, outcome.prepared.thumbnail, thumbnail_format(thumbnail)[1])
+            except Exception as exc:  # what was written stays under the open intent
+                outcome.store_error = exc
+            outcome.keys, outcome.data = intent.keys, None
+            outcome.prepared = dataclasses.replace(outcome.prepared, thumbnail=b"")
+
+
+_NODE_STORES: dict[tuple[Any, ...], ObjectStore] = {}
+
+
+def _node_store(settings: Settings) -> ObjectStore:
+    """This worker process's client of the configured store (made once per store)."""
+    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+    spec = (settings.s3_endpoint, settings.s3_access_key, secret, settings.s3_bucket, settings.s3_region)
+    if spec not in _NODE_STORES:
+        _NODE_STORES[spec] = open_store(settings)
+    return _NODE_STORES[spec]
+
+
 def read_and_prepare(
-    batch: dict[str, np.ndarray], user: str, limits: ImageLimits, transform: ImageTransform | None, known: np.ndarray
+    batch: dict[str, np.ndarray],
+    user: str,
+    limits: ImageLimits,
+    transform: ImageTransform | None,
+    known: np.ndarray,
+    writer: NodeWriter | None = None,
 ) -> dict[str, np.ndarray]:
-    """Ray Data stage 1 (a task): each file read, hashed and, when new, prepared."""
+    """Ray Data stage 1 (a task): each file read, hashed and, when new, prepared (and, with a
+    ``writer``, stored)."""
     _yield_to_the_model()
     outcomes = []
     for position, blob in zip(batch["position"], batch["item"], strict=True):
@@ -115,12 +180,54 @@ def read_and_prepare(
         if isinstance(found, IngestResult):
             outcome = NodeOutcome(result=found)
         elif is_known(image_id(user, found.sha256), known):
-            outcome = NodeOutcome(sha256=found.sha256)
+            outcome = NodeOutcome(sha256=found.sha256, size=len(found.data))
         else:
             prepared = prepare_or_reason(found.data, limits, transform)
-            outcome = NodeOutcome(sha256=found.sha256, data=found.data, prepared=prepared)
+            outcome = NodeOutcome(sha256=found.sha256, data=found.data, size=len(found.data), prepared=prepared)
         outcomes.append(outcome)
+    ready = [o for o in outcomes if isinstance(o.prepared, PreparedImage)]
+    if writer is not None and ready:
+        writer.write(user, ready)
     return {"position": batch["position"], "outcome": _pickled(outcomes)}
+
+
+@ray.remote(num_cpus=0)
+class JournalService:
+    """The driver's intent journal, served to the tasks from the driver's node: a task journals its
+    files here before it writes their objects, as the local engine journals a batch."""
+
+    def __init__(self, folder: str) -> None:
+        self.journal = IntentJournal(Path(folder))
+
+    def intend(self, intents: list[Intent]) -> None:
+        self.journal.intend(intents)
+
+    def done(self, ids: list[str]) -> None:
+        self.journal.done(ids)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+class RemoteJournal(IntentJournal):
+    """The driver's side of a ``JournalService``: the same calls, answered by the actor."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.actor = JournalService.options(scheduling_strategy=here).remote(str(folder))  # type: ignore[attr-defined]
+
+    def intend(self, intents: Iterable[Intent]) -> None:
+        ray.get(self.actor.intend.remote(list(intents)))
+
+    def done(self, ids: Iterable[str]) -> None:
+        ray.get(self.actor.done.remote(list(ids)))
+
+    def close(self) -> None:
+        try:
+            ray.get(self.actor.close.remote())
+        finally:
+            ray.kill(self.actor)
 
 
 @cache
@@ -172,6 +279,9 @@ class RayCluster:
         self.settings = settings
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
+        #: Whether this driver joined through Ray Client (``ray://``): then no node of the cluster
+        #: runs here, to keep the driver's journal.
+        self.remote_driver = ray_client.is_connected()
 
     def pipeline(
         self,
@@ -183,9 +293,11 @@ class RayCluster:
         known: np.ndarray,
         batch_size: int,
         per_block: int | None = None,
+        writer: NodeWriter | None = None,
     ) -> Dataset:
-        """The files of ``items`` at ``positions`` read, prepared and embedded on the cluster, in
-        order; ``per_block``: files per prepare task (default: a share of a batch per CPU)."""
+        """The files of ``items`` at ``positions`` read, prepared (and, with a ``writer``, stored)
+        and embedded on the cluster, in order; ``per_block``: files per prepare task (default: a
+        share of a batch per CPU)."""
         if per_block is None:
             per_block = max(1, min(_MAX_BLOCK, batch_size // self.cpus), -(-len(positions) // _MAX_BLOCKS))
         rows = [{"position": p, "item": cloudpickle.dumps(items[p])} for p in positions]
@@ -197,7 +309,7 @@ class RayCluster:
             dataset = dataset.map_batches(
                 read_and_prepare,
                 batch_size=None,
-                fn_kwargs={"user": user, "limits": limits, "transform": transform, "known": known},
+                fn_kwargs={"user": user, "limits": limits, "transform": transform, "known": known, "writer": writer},
                 num_cpus=1,
                 max_retries=_TASK_RETRIES,
                 runtime_env=_PREPARE_WORKERS,
@@ -269,6 +381,9 @@ class RayIngestor(Ingestor):
         self.cluster = cluster
         #: Each ready candidate's vector (by position) or why its batch could not be embedded.
         self._vectors: dict[int, np.ndarray | str] = {}
+        #: Whether the tasks store the new files themselves: the store must be one every node
+        #: reaches (S3), and there must be a journal for their intents.
+        self.nodes_write = store.kind == "s3" and journal_dir is not None and not cluster.remote_driver
 
     @classmethod
     def for_services(cls, services: Services, cluster: RayCluster) -> RayIngestor:
@@ -278,6 +393,20 @@ class RayIngestor(Ingestor):
         if services.settings.batch_size is None:
             parts["batch_size"] = default_batch_size("cuda" if cluster.gpus else "cpu")
         return cls(cluster, **parts)
+
+    def ingest(self, items: Sequence[IngestItem], user: str, *args: Any, **kwargs: Any) -> list[IngestResult]:
+        """``Ingestor.ingest`` on the cluster. When the tasks stored files themselves, what the
+        driver did not keep of them (their intents still open) is settled before returning."""
+        try:
+            return super().ingest(items, user, *args, **kwargs)
+        finally:
+            if self.nodes_write:
+                self._settle_journals()
+
+    def _open_journal(self) -> IntentJournal | None:
+        if self.nodes_write and self.journal_dir is not None:
+            return RemoteJournal(self.journal_dir)
+        return super()._open_journal()
 
     def _ready_batches(
         self,
@@ -293,10 +422,13 @@ class RayIngestor(Ingestor):
         known = known_keys(self.index.user_ids(user))
         transform = self.embedder.image_transform()
         arrived = np.zeros(len(items), dtype=bool)
+        writer = None
+        if isinstance(self._journal, RemoteJournal):
+            writer = NodeWriter(self.cluster.settings, self._journal.actor)
 
         def through_cluster(positions: Sequence[int], per_block: int | None) -> Iterator[list[Candidate]]:
             dataset = self.cluster.pipeline(
-                items, positions, user, self.limits, transform, known, self.batch_size, per_block
+                items, positions, user, self.limits, transform, known, self.batch_size, per_block, writer
             )
             batches = iter(dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"))
             while True:
@@ -343,14 +475,25 @@ class RayIngestor(Ingestor):
                 hashed.append((position, outcome.result))
                 continue
             outcomes[position] = outcome
-            hashed.append((position, Candidate(position, items[position], outcome.data or b"", outcome.sha256, "")))
+            candidate = Candidate(position, items[position], outcome.data or b"", outcome.sha256, "", size=outcome.size)
+            candidate.keys, candidate.written = list(outcome.keys), bool(outcome.keys)
+            hashed.append((position, candidate))
         tally.read += len(hashed)
         ready, prepared = [], []
         for candidate in self._new_candidates(user, hashed, seen, repeats, tally.record):
             outcome = outcomes[candidate.position]
-            if outcome.data is None:  # the user had it when the ingest started, not any more
+            if outcome.data is None and not outcome.keys:  # the user had it when the ingest started, not any more
                 tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", _REMOVED_MEANWHILE))
                 continue
+            if outcome.store_error is not None:  # its intent stays open: recover settles what was written
+                self._breaker.failure(outcome.store_error)
+                reason = f"could not store: {outcome.store_error}"
+                tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", reason))
+                if self._breaker.open and not self.stopped:
+                    self._stop(self._unreachable(), [])
+                continue
+            if candidate.written:
+                self._breaker.success()
             assert outcome.prepared is not None
             ready.append(candidate)
             prepared.append(outcome.prepared)

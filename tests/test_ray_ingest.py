@@ -36,15 +36,29 @@ from helpers import (
 )
 from ray import cloudpickle
 
+from core import ray_engine
 from core.embed import CPU_BATCH_SIZE, GPU_BATCH_SIZE, load_embedder
 from core.hashing import sha256_hex
 from core.images import ImageLimits
-from core.index import image_id
+from core.index import collection_name, image_id
+from core.index.edge import EdgeIndex
+from core.journal import Intent, read_open_intents, recover
 from core.prepare import PreparedImage, prepare_image
-from core.ray_engine import EmbedStage, RayIngestor, connect, is_known, known_keys, read_and_prepare
+from core.ray_engine import (
+    EmbedStage,
+    NodeWriter,
+    RayIngestor,
+    RemoteJournal,
+    connect,
+    is_known,
+    known_keys,
+    read_and_prepare,
+)
 from core.records import occurrence_names
 from core.s3_source import S3Access
+from core.settings import load_settings
 from core.sources import IngestItem, items_from_paths
+from core.storage import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -168,17 +182,15 @@ def test_the_ray_engine_reads_s3_inputs_on_the_nodes(
     }
     for key, data in objects.items():
         client.put_object(bucket, key, io.BytesIO(data), len(data))
-    runs = {}
+    runs, folders = {}, {}
     for engine in ("local", "ray"):
+        folders[engine] = tmp_path_factory.mktemp(f"s3-{engine}")
         runs[engine] = ingest(
             engine,
             f"s3://{bucket}/photos/",
-            tmp_path_factory.mktemp(f"s3-{engine}"),
+            folders[engine],
             ray_address,
-            s3_endpoint=access.endpoint,
-            s3_access_key=access.access_key,
-            s3_secret_key=access.secret_key,
-            s3_bucket=f"store-{engine}-{bucket}",
+            **store_of(access, f"store-{engine}-{bucket}"),
         )
     assert runs["ray"].returncode == runs["local"].returncode == 0, runs["ray"].stderr
     assert report(runs["ray"]) == report(runs["local"])
@@ -190,9 +202,115 @@ def test_the_ray_engine_reads_s3_inputs_on_the_nodes(
         **{f"pack.zip/c{n}.png": "stored" for n in range(5)},
         "sub/b.png": "stored",
     }
+    # The nodes wrote the Ray engine's objects (an S3 store): the same objects, each a point's, and
+    # every intent settled.
+    stored = {}
+    for engine, folder in folders.items():
+        with tiny_services(folder, **store_of(access, f"store-{engine}-{bucket}")) as services:
+            points = list(services.index.scroll(USER))
+            stored[engine] = list_keys(services.store)
+            assert stored[engine] == {p.payload[k] for p in points for k in ("original_key", "thumbnail_key")}
+        assert not list(folder.joinpath("journal").glob("*.jsonl"))
+    assert stored["ray"] == stored["local"] and len(stored["ray"]) == 14
 
 
-def test_the_cluster_stages_prepare_only_new_content_and_embed_it(tmp_path: Path) -> None:
+def store_of(access: S3Access, bucket: str) -> dict[str, str]:
+    return {
+        "s3_endpoint": access.endpoint,
+        "s3_access_key": access.access_key,
+        "s3_secret_key": access.secret_key,
+        "s3_bucket": bucket,
+    }
+
+
+@pytest.mark.s3
+def test_the_nodes_store_new_files_under_intents_and_keep_their_bytes(
+    s3_server: S3Server, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 1 with a writer, as a task runs it: a new file's intent is in the driver's journal
+    (kept by an actor on the driver's node) before its objects are written, and its bytes do not
+    travel on; what the driver then does not keep, ``recover`` removes."""
+    monkeypatch.setattr(ray_engine, "_yield_to_the_model", lambda: None)  # keep this process's priority
+    for name, value in RAY_DRIVER_ENV.items():
+        monkeypatch.setenv(name, value)
+    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
+    settings = load_settings(
+        data_dir=tmp_path, model="tiny:random", device="cpu", **store_of(access, f"nodes-{uuid.uuid4().hex[:12]}")
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "had.png").write_bytes(png(seed=2))
+    (tmp_path / "in" / "new.png").write_bytes(png(seed=1))
+    batch = {
+        "position": np.arange(2),
+        "item": np.array([cloudpickle.dumps(i) for i in items_from_paths([tmp_path / "in"])], dtype=object),
+    }
+    known = known_keys(iter([image_id(USER, sha256_hex(png(seed=2)))]))
+    transform = load_embedder("tiny:random", device="cpu").image_transform()
+    with connect(settings, ray_address):
+        journal = RemoteJournal(tmp_path / "journal")
+        prepared = read_and_prepare(batch, USER, ImageLimits(), transform, known, NodeWriter(settings, journal.actor))
+        journal.close()
+    had, new = (pickle.loads(blob) for blob in prepared["outcome"])
+    assert (had.data, had.keys) == (None, ())  # the user has it: nothing written
+    assert new.data is None and new.store_error is None and new.size == len(png(seed=1))
+    assert isinstance(new.prepared, PreparedImage) and new.prepared.thumbnail == b""
+    point = image_id(USER, sha256_hex(png(seed=1)))
+    assert new.keys == (f"images/{USER}/{point}.png", f"thumbnails/{USER}/{point}.jpg")
+    store = open_store(settings)
+    assert store.get(new.keys[0]) == png(seed=1)
+    assert store.get(new.keys[1])[:3] == b"\xff\xd8\xff"  # a JPEG thumbnail
+    (journal_file,) = (tmp_path / "journal").glob("*.jsonl")
+    assert list(read_open_intents(journal_file).values()) == [Intent(USER, point, new.keys)]
+    # No point was upserted for it (as when the driver rejects a file the node stored): removed.
+    index = EdgeIndex(tmp_path / "index", "test_8", 8)
+    try:
+        settled = recover(tmp_path / "journal", store, index)
+    finally:
+        index.close()
+    assert (settled.removed, settled.completed, settled.failed) == (1, 0, [])
+    assert list_keys(store) == set()
+    assert not journal_file.exists()
+
+
+@pytest.mark.s3
+def test_a_ray_ingest_into_s3_never_sends_a_file_to_the_driver(
+    s3_server: S3Server, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an S3 store the tasks write every object; the driver writes none, and what it keeps
+    is whole: each object a point's, no intent left open (a repeat included)."""
+    for name, value in RAY_DRIVER_ENV.items():
+        monkeypatch.setenv(name, value)
+    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
+    settings = load_settings(
+        data_dir=tmp_path, model="tiny:random", device="cpu", **store_of(access, f"driver-{uuid.uuid4().hex[:12]}")
+    )
+    (tmp_path / "in").mkdir()
+    for seed in range(5):
+        (tmp_path / "in" / f"p{seed}.png").write_bytes(png(seed=seed))
+    (tmp_path / "in" / "p5-copy.png").write_bytes(png(seed=0))
+    store, driver_puts = open_store(settings), []
+    put = store.put
+    monkeypatch.setattr(store, "put", lambda key, *rest: (driver_puts.append(key), put(key, *rest)))
+    tiny = load_embedder("tiny:random", device="cpu")
+    index = EdgeIndex(tmp_path / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)
+    try:
+        with connect(settings, ray_address) as cluster:
+            ingestor = RayIngestor(cluster, store, index, tiny, batch_size=4, journal_dir=tmp_path / "journal")
+            assert ingestor.nodes_write
+            results = ingestor.ingest(list(items_from_paths([tmp_path / "in"])), USER)
+        assert [r.status for r in results] == ["stored"] * 5 + ["present"]
+        assert driver_puts == []
+        points = list(index.scroll(USER))
+        assert list_keys(store) == {p.payload[k] for p in points for k in ("original_key", "thumbnail_key")}
+        assert len(points) == 5 and {p.payload["bytes"] for p in points} == {len(png(seed=n)) for n in range(5)}
+    finally:
+        index.close()
+    assert not list(tmp_path.joinpath("journal").glob("*.jsonl"))
+
+
+def test_the_cluster_stages_prepare_only_new_content_and_embed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The two Ray Data stages, called as the cluster calls them: content the user had when the
     ingest started is hashed and nothing more; new content is prepared and embedded."""
     (tmp_path / "new.png").write_bytes(png(seed=1))
@@ -200,6 +318,7 @@ def test_the_cluster_stages_prepare_only_new_content_and_embed_it(tmp_path: Path
     (tmp_path / "text.png").write_bytes(b"not an image")
     items = list(items_from_paths([tmp_path]))
     assert [Path(item.path).name for item in items] == ["had.png", "new.png", "text.png"]
+    monkeypatch.setattr(ray_engine, "_yield_to_the_model", lambda: None)  # keep this process's priority
     embedder = load_embedder("tiny:random", device="cpu")
     known = known_keys(iter([image_id(USER, sha256_hex(png(seed=2)))]))
     batch = {"position": np.arange(3), "item": np.array([cloudpickle.dumps(i) for i in items], dtype=object)}
