@@ -36,6 +36,7 @@ import socket
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -54,7 +55,16 @@ from core.embed import Embedder, default_batch_size, load_embedder
 from core.embed.transform import ImageTransform
 from core.images import ImageLimits, thumbnail_format
 from core.index import VectorIndex, image_id
-from core.ingest import Candidate, Ingestor, IngestResult, IngestStopped, Tally, embed_prepared, read_and_hash
+from core.ingest import (
+    STORE_THREADS,
+    Candidate,
+    Ingestor,
+    IngestResult,
+    IngestStopped,
+    Tally,
+    embed_prepared,
+    read_and_hash,
+)
 from core.journal import Intent, IntentJournal
 from core.prepare import PreparedImage, PreparePool, prepare_or_reason, run_below_others
 from core.services import Services
@@ -139,16 +149,20 @@ class NodeWriter:
             keys = (image_key(user, point, outcome.prepared.extension), thumbnail_key(user, point))
             intents.append(Intent(user, point, keys))
         ray.get(self.journal.intend.remote(intents))
-        for outcome, intent in zip(outcomes, intents, strict=True):
+
+        def put(outcome: NodeOutcome, keys: tuple[str, ...]) -> None:
             assert isinstance(outcome.prepared, PreparedImage) and outcome.data is not None
-            original, thumbnail = intent.keys
             try:
-                store.put(original, outcome.data, outcome.prepared.mime_type)
-                store.put(thumbnail, outcome.prepared.thumbnail, thumbnail_format(thumbnail)[1])
+                store.put(keys[0], outcome.data, outcome.prepared.mime_type)
+                store.put(keys[1], outcome.prepared.thumbnail, thumbnail_format(keys[1])[1])
             except Exception as exc:  # what was written stays under the open intent
                 outcome.store_error = exc
-            outcome.keys, outcome.data = intent.keys, None
+            outcome.keys, outcome.data = keys, None
             outcome.prepared = dataclasses.replace(outcome.prepared, thumbnail=b"")
+
+        # Several files at a time, as the local engine writes them: each put is a round trip.
+        with ThreadPoolExecutor(min(len(outcomes), STORE_THREADS), thread_name_prefix="node-store") as writers:
+            list(writers.map(put, outcomes, [intent.keys for intent in intents]))
 
 
 _NODE_STORES: dict[tuple[Any, ...], ObjectStore] = {}
