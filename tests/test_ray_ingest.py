@@ -56,7 +56,7 @@ from core.ray_engine import (
 )
 from core.records import occurrence_names
 from core.s3_source import S3Access
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.sources import IngestItem, items_from_paths
 from core.storage import open_store
 
@@ -214,6 +214,18 @@ def test_the_ray_engine_reads_s3_inputs_on_the_nodes(
     assert stored["ray"] == stored["local"] and len(stored["ray"]) == 14
 
 
+@pytest.fixture
+def s3_driver(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of a driver in this process that stores into a fresh bucket; its input folder
+    ``tmp_path / "in"`` is made, empty."""
+    for name, value in RAY_DRIVER_ENV.items():
+        monkeypatch.setenv(name, value)
+    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
+    (tmp_path / "in").mkdir()
+    bucket = f"driver-{uuid.uuid4().hex[:12]}"
+    return load_settings(data_dir=tmp_path, model="tiny:random", device="cpu", **store_of(access, bucket))
+
+
 def store_of(access: S3Access, bucket: str) -> dict[str, str]:
     return {
         "s3_endpoint": access.endpoint,
@@ -225,19 +237,13 @@ def store_of(access: S3Access, bucket: str) -> dict[str, str]:
 
 @pytest.mark.s3
 def test_the_nodes_store_new_files_under_intents_and_keep_their_bytes(
-    s3_server: S3Server, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_driver: Settings, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stage 1 with a writer, as a task runs it: a new file's intent is in the driver's journal
     (kept by an actor on the driver's node) before its objects are written, and its bytes do not
     travel on; what the driver then does not keep, ``recover`` removes."""
     monkeypatch.setattr(ray_engine, "_yield_to_the_model", lambda: None)  # keep this process's priority
-    for name, value in RAY_DRIVER_ENV.items():
-        monkeypatch.setenv(name, value)
-    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
-    settings = load_settings(
-        data_dir=tmp_path, model="tiny:random", device="cpu", **store_of(access, f"nodes-{uuid.uuid4().hex[:12]}")
-    )
-    (tmp_path / "in").mkdir()
+    settings = s3_driver
     (tmp_path / "in" / "had.png").write_bytes(png(seed=2))
     (tmp_path / "in" / "new.png").write_bytes(png(seed=1))
     batch = {
@@ -274,17 +280,11 @@ def test_the_nodes_store_new_files_under_intents_and_keep_their_bytes(
 
 @pytest.mark.s3
 def test_a_ray_ingest_into_s3_never_sends_a_file_to_the_driver(
-    s3_server: S3Server, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_driver: Settings, ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With an S3 store the tasks write every object; the driver writes none, and what it keeps
     is whole: each object a point's, no intent left open (a repeat included)."""
-    for name, value in RAY_DRIVER_ENV.items():
-        monkeypatch.setenv(name, value)
-    access = S3Access(f"http://{s3_server.endpoint}", s3_server.access_key, s3_server.secret_key)
-    settings = load_settings(
-        data_dir=tmp_path, model="tiny:random", device="cpu", **store_of(access, f"driver-{uuid.uuid4().hex[:12]}")
-    )
-    (tmp_path / "in").mkdir()
+    settings = s3_driver
     for seed in range(5):
         (tmp_path / "in" / f"p{seed}.png").write_bytes(png(seed=seed))
     (tmp_path / "in" / "p5-copy.png").write_bytes(png(seed=0))
