@@ -500,14 +500,16 @@ class RayIngestor(Ingestor):
                 tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", _REMOVED_MEANWHILE))
                 continue
             if outcome.store_error is not None:  # its intent stays open: recover settles what was written
-                self._breaker.failure(outcome.store_error)
+                with self._breaker_lock:  # the store thread of the batch before counts into it too
+                    self._breaker.failure(outcome.store_error)
                 reason = f"could not store: {outcome.store_error}"
                 tally.record(candidate.position, IngestResult(candidate.item.path, "rejected", reason))
                 if self._breaker.open and not self.stopped:
                     self._stop(self._unreachable(), [])
                 continue
             if candidate.written:
-                self._breaker.success()
+                with self._breaker_lock:
+                    self._breaker.success()
             assert outcome.prepared is not None
             ready.append(candidate)
             prepared.append(outcome.prepared)

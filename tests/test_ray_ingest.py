@@ -42,10 +42,12 @@ from core.hashing import sha256_hex
 from core.images import ImageLimits
 from core.index import collection_name, image_id
 from core.index.edge import EdgeIndex
+from core.ingest import Tally
 from core.journal import Intent, read_open_intents, recover
 from core.prepare import PreparedImage, prepare_image
 from core.ray_engine import (
     EmbedStage,
+    NodeOutcome,
     NodeWriter,
     RayIngestor,
     RemoteJournal,
@@ -58,7 +60,7 @@ from core.records import occurrence_names
 from core.s3_source import S3Access
 from core.settings import Settings, load_settings
 from core.sources import IngestItem, items_from_paths
-from core.storage import open_store
+from core.storage import LocalStore, StorageError, StoreUnreachable, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"
@@ -306,6 +308,34 @@ def test_a_ray_ingest_into_s3_never_sends_a_file_to_the_driver(
     finally:
         index.close()
     assert not list(tmp_path.joinpath("journal").glob("*.jsonl"))
+
+
+def test_files_a_node_could_not_store_are_rejected_and_an_unreachable_store_stops_the_ingest(tmp_path: Path) -> None:
+    """The driver's side of a task's failed writes: each file is rejected with the store's reason,
+    and as many "did not answer" as the breaker allows stop the ingest, as the driver's own writes do."""
+    tiny = load_embedder("tiny:random", device="cpu")
+    index = EdgeIndex(tmp_path / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)
+    cluster = SimpleNamespace(remote_driver=False, settings=None)
+    ingestor = RayIngestor(cluster, LocalStore(tmp_path / "objects"), index, tiny)  # type: ignore[arg-type]
+    files = {f"f{n}.png": png(seed=n) for n in range(4)}
+    items = [IngestItem(path=name, read=lambda data=data: data, size=len(data)) for name, data in files.items()]
+    prepared = prepare_image(png(seed=0), ImageLimits(), tiny.image_transform())
+    errors = [StorageError("access denied"), *[StoreUnreachable("connection refused")] * 3]
+    outcomes = [
+        NodeOutcome(sha256=sha256_hex(data), size=len(data), keys=("a", "b"), store_error=error, prepared=prepared)
+        for data, error in zip(files.values(), errors, strict=True)
+    ]
+    batch = {"position": np.arange(4), "outcome": np.array([pickle.dumps(o) for o in outcomes], dtype=object)}
+    tally = Tally(4, None, None, None)
+    try:
+        assert ingestor._settle(USER, items, batch, {}, [], tally) == []
+    finally:
+        index.close()
+    assert [r.reason for r in tally.results] == [
+        "could not store: access denied",
+        *["could not store: connection refused"] * 3,
+    ]
+    assert ingestor.stopped is not None and ingestor.stopped.reason == "object store unreachable"
 
 
 def test_the_cluster_stages_prepare_only_new_content_and_embed_it(
