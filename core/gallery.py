@@ -23,7 +23,7 @@ from core.cache import ResultCache
 from core.collection import Collection
 from core.duplicates import Cluster, default_semantic_threshold, duplicate_report
 from core.hashing import content_of, phash_hex
-from core.images import decode, thumbnail_bytes, thumbnail_format
+from core.images import decode, thumbnail_for_key
 from core.index import SearchHit, vector_cache_root
 from core.quality import CHECKS, run_checks, stats_frame
 from core.reviews import not_duplicate_pairs, set_anomaly_review
@@ -499,6 +499,5 @@ def regenerate_thumbnail(services: Services, user: str, image_id: str) -> bool:
         return False
     payload = records[0].payload
     decoded = decode(services.store.get(payload["original_key"]), services.limits)
-    encoding, mime = thumbnail_format(payload["thumbnail_key"])
-    services.store.put(payload["thumbnail_key"], thumbnail_bytes(decoded, format=encoding), mime)
+    services.store.put(payload["thumbnail_key"], *thumbnail_for_key(decoded, payload["thumbnail_key"]))
     return True

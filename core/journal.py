@@ -203,10 +203,9 @@ def remove_keys(store: ObjectStore, keys: Iterable[str], attempts: int = 3) -> N
 
 def _thumbnail(original: bytes, key: str) -> tuple[bytes, str]:
     """A thumbnail made again from ``original`` for ``key``, and its MIME type."""
-    from core.images import decode, thumbnail_bytes, thumbnail_format
+    from core.images import decode, thumbnail_for_key
 
-    encoding, mime = thumbnail_format(key)
-    return thumbnail_bytes(decode(original), format=encoding), mime
+    return thumbnail_for_key(decode(original), key)
 
 
 # --- the full scan: every object and every point --------------------------------------------------
