@@ -93,7 +93,7 @@ def test_workers_run_in_the_idle_class_below_the_model(prepare_pool: PreparePool
 
 
 def test_the_pool_recovers_from_a_dead_worker(prepare_pool: PreparePool, tiny: Embedder) -> None:
-    crashing = ImageTransform(ExitingSteps(), (0.5,) * 3, (0.5,) * 3)
+    crashing = ImageTransform((ExitingSteps(),), (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(Exception, match="terminated abruptly"):
         prepare_pool.submit([png(seed=1)], LIMITS, crashing).result(timeout=120)
     [outcome] = prepare_pool.submit([png(seed=1)], LIMITS, tiny.image_transform()).result(timeout=120)
@@ -105,7 +105,7 @@ def test_a_dead_worker_rejects_its_files_and_ingest_goes_on(
 ) -> None:
     class CrashingEmbedder(type(tiny)):  # the tiny model, whose preprocessing kills the worker
         def image_transform(self) -> ImageTransform:
-            return ImageTransform(ExitingSteps(), (0.5,) * 3, (0.5,) * 3)
+            return ImageTransform((ExitingSteps(),), (0.5,) * 3, (0.5,) * 3)
 
     embedder = CrashingEmbedder("tiny", "random")
     index = EdgeIndex(tmp_path / "index", collection_name(tiny.name, tiny.dimension), tiny.dimension)

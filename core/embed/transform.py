@@ -1,30 +1,41 @@
 """A model's image preprocessing, split between worker processes and the model's device.
 
-torchvision pipelines end in ``ToTensor`` + ``Normalize``. Everything before them works on PIL
-images (resize, crop, mode) and is CPU work that a worker process can do; it yields a small
-uint8 array (224x224x3: 150 KB, a quarter of the float tensor) that travels cheaply between
-processes. The float conversion and normalisation then run on the model's device, on whole
-batches. The result equals running the full pipeline on one image.
+torchvision pipelines end in ``ToTensor`` + ``Normalize``. Everything before them (resize, crop,
+mode) is CPU work that a worker process can do; it yields a small uint8 array (224x224x3: 150 KB,
+a quarter of the float tensor) that travels cheaply between processes. The float conversion and
+normalisation then run on the model's device, on whole batches.
+
+A resize that shrinks, and the crop, run on a uint8 tensor: torchvision's antialiased bilinear and
+bicubic kernels for uint8 give the pixels Pillow gives to within one grey level (rounding, either
+way), in a fifth of the time (CLIP's resize of a working copy: 0.27 ms against 1.3 ms on one
+core), so a worker does one more image in eight. Enlarging (small images) stays with Pillow, as do
+all other steps: there the two kernels' rounding moves the vectors of a convolutional model more
+than it would gain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
+from torchvision.transforms.v2 import functional as tensor_ops
 
 from core.images import model_input
+
+Step = Callable[[Image.Image], Image.Image] | Callable[[torch.Tensor], torch.Tensor]
+#: Resamplings whose uint8 tensor kernels match Pillow's (antialiased like Pillow's).
+_TENSOR_RESAMPLINGS = (transforms.InterpolationMode.BILINEAR, transforms.InterpolationMode.BICUBIC)
 
 
 @dataclass(frozen=True)
 class ImageTransform:
     """Picklable: ``pixels`` runs anywhere (a worker process); ``to_batch`` on the model's device."""
 
-    pil_steps: Callable[[Image.Image], Image.Image]
+    steps: Sequence[Step]
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -34,7 +45,15 @@ class ImageTransform:
         The image is first bounded (``model_input``: extreme aspect ratios letterboxed, long sides
         capped), so the model's resize can never blow a 1 x 65535 strip up to gigabytes.
         """
-        return np.asarray(self.pil_steps(model_input(image)).convert("RGB"), dtype=np.uint8)
+        current: Image.Image | torch.Tensor = model_input(image)
+        for step in self.steps:
+            if runs_on_tensors(step, _size(current)):
+                current = _on_tensor(step, _as_tensor(current))
+            else:
+                current = step(_as_image(current))
+        if isinstance(current, torch.Tensor):
+            return np.ascontiguousarray(current.permute(1, 2, 0).numpy())
+        return np.asarray(current.convert("RGB"), dtype=np.uint8)
 
     def to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8, already on the device -> (N, 3, H, W) normalised float32."""
@@ -42,6 +61,49 @@ class ImageTransform:
         mean = torch.tensor(self.mean, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
         return batch.sub(mean).div(std)
+
+
+def runs_on_tensors(step: Step, size: tuple[int, int]) -> bool:
+    """Whether ``step`` runs on a uint8 tensor for an image of ``size`` (width, height): a centre
+    crop, or an antialiased bilinear or bicubic resize that shrinks the image."""
+    if isinstance(step, transforms.CenterCrop):
+        return True
+    if not isinstance(step, transforms.Resize) or step.interpolation not in _TENSOR_RESAMPLINGS:
+        return False
+    if step.antialias is False:
+        return False
+    width, height = size
+    target = [step.size] if isinstance(step.size, int) else list(step.size)
+    if len(target) == 1:  # the shorter side, to this length
+        return target[0] <= min(width, height)
+    return target[0] <= height and target[1] <= width
+
+
+def _on_tensor(step: transforms.Resize | transforms.CenterCrop, image: torch.Tensor) -> torch.Tensor:
+    """``step`` on a (3, H, W) uint8 tensor, through torchvision's v2 kernels: unlike the v1
+    transforms (which resize a float copy), they resize uint8 directly."""
+    if isinstance(step, transforms.CenterCrop):
+        return tensor_ops.center_crop(image, list(step.size))
+    return tensor_ops.resize(image, step.size, step.interpolation, step.max_size, antialias=True)
+
+
+def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
+    """(width, height) of a Pillow image or of a (3, H, W) tensor."""
+    return image.size if isinstance(image, Image.Image) else (image.shape[2], image.shape[1])
+
+
+def _as_tensor(image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """An RGB image as a (3, H, W) uint8 tensor."""
+    if isinstance(image, torch.Tensor):
+        return image
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)  # a writable copy
+
+
+def _as_image(image: Image.Image | torch.Tensor) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    return Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), "RGB")
 
 
 def split_transform(pipeline: Callable[[Image.Image], torch.Tensor]) -> ImageTransform | None:
@@ -53,4 +115,4 @@ def split_transform(pipeline: Callable[[Image.Image], torch.Tensor]) -> ImageTra
     if not isinstance(normalize, transforms.Normalize) or normalize.inplace:
         return None
     mean, std = (tuple(float(v) for v in values) for values in (normalize.mean, normalize.std))
-    return ImageTransform(transforms.Compose(steps[:-2]), mean, std)
+    return ImageTransform(tuple(steps[:-2]), mean, std)
