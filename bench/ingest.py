@@ -363,23 +363,28 @@ def run(args: argparse.Namespace, items: list[IngestItem], device: str, folder: 
     model_images = args.model_images or max(batch * 4, 256 if device == "cpu" else 4096)
     for precision in precisions:
         embedder = load_embedder(args.model, None, device, precision)
-        model_rate = model_alone(embedder, prepared, batch, model_images)
-        print(f"\nmodel alone, {embedder.describe()}: {model_rate:.1f} images/s ({model_images} images)")
+        before = model_alone(embedder, prepared, batch, model_images)
+        print(f"\nmodel alone, {embedder.describe()}: {before:.1f} images/s ({model_images} images)")
         for workers in worker_counts:
             result = end_to_end(items, args.model, device, precision, batch, workers)
-            prepare_rate = rates[f"prepare ({workers} worker processes)"]
+            # The model alone again right after: each run is compared with the mean of the two
+            # measures around it, so that a machine's drift (clock, neighbours) weighs less.
+            after = model_alone(embedder, prepared, batch, model_images)
+            model_rate = (before + after) / 2
             stages = {
                 "model": model_rate,
-                "prepare": prepare_rate,
+                "prepare": rates[f"prepare ({workers} worker processes)"],
                 "main process": rates["main process alone (prepared given, no model)"],
             }
             limiting = min(stages, key=stages.__getitem__)
             print(
                 f"  end to end, {workers} workers: {result['images_s']:.1f} images/s "
-                f"({result['images_s'] / model_rate:.0%} of the model alone; limiting stage alone: {limiting} "
-                f"{stages[limiting]:.1f}/s), {result['stored']} stored, {result['rejected']} rejected; "
+                f"({result['images_s'] / model_rate:.0%} of the model alone, {before:.1f} / {after:.1f} images/s "
+                f"just before / after; limiting stage alone: {limiting} {stages[limiting]:.1f}/s), "
+                f"{result['stored']} stored, {result['rejected']} rejected; "
                 f"re-ingest {result['reingest_files_s']:.0f} files/s; peak PSS {result['peak_pss_mb']:.0f} MB"
             )
+            before = after
 
     for count in [int(c) for c in args.rss_files.split(",") if c]:
         if count > available:

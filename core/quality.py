@@ -20,22 +20,17 @@ def image_stats(image: Image.Image) -> dict[str, float]:
     from 1x1 up. The checks read the percentiles, edge sharpness, entropy and colourfulness; the
     mean, contrast and Laplacian variance describe the image (and older payloads hold them).
 
-    Everything is counted on the 8-bit pixels (histograms and integer sums, no float copy of the
+    Everything is counted on the 8-bit pixels (histograms of integer values, no float copy of the
     image): this runs once per ingested file, in the ingest's CPU budget."""
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     levels = np.asarray(image.convert("L"))
     histogram = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
     brightness, contrast = _histogram_moments(histogram, 1 / 255)
-    laplacian = _laplacian(levels)
+    laplacian = _laplacian_counts(levels)
     # As first measured, through an 8-bit filter: the Laplacian clipped to -128..127.
-    clipped = np.clip(laplacian, -128, 127) + 128
     # An image under 3 px on a side has no interior for the 3x3 kernel: no measurable detail.
-    sharpness = _histogram_moments(np.bincount(clipped.ravel(), minlength=256), 1.0)[1] ** 2 if laplacian.size else 0.0
+    sharpness = _histogram_moments(_clipped(laplacian, 128), 1.0)[1] ** 2 if laplacian.any() else 0.0
     probabilities = histogram[histogram > 0] / histogram.sum()
-    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
-    # Opponent colours, in 0..255 units: yb = (r + g) / 2 - b, kept doubled to stay integral.
-    rg, yb_doubled = red - green, red + green - 2 * blue
-    colorfulness = np.hypot(rg.std(), yb_doubled.std() / 2) + 0.3 * np.hypot(rg.mean(), yb_doubled.mean() / 2)
     low, high = quantile_levels(histogram, [0.1, 0.9]) / 255.0
     return {
         "brightness": float(brightness),
@@ -43,36 +38,61 @@ def image_stats(image: Image.Image) -> dict[str, float]:
         "brightness_p90": float(high),
         "contrast": float(contrast),
         "sharpness": float(sharpness),
-        "edge_sharpness": edge_sharpness(levels, laplacian),
+        "edge_sharpness": edge_sharpness(histogram, laplacian),
         "entropy": float(-(probabilities * np.log2(probabilities)).sum()) + 0.0,  # + 0.0: no -0.0
-        "colorfulness": float(colorfulness / 255),
+        "colorfulness": _colorfulness(rgb),
     }
 
 
 #: Tonal range below which ``edge_sharpness`` divides by this instead: in a near-uniform image,
 #: grain and the rounding to 256 grey levels would otherwise count as sharp edges.
 MIN_TONAL_RANGE = 0.2
+#: The 4-neighbour Laplacian of 8-bit levels lies in -1020..1020.
+_LAPLACIAN_REACH = 4 * 255
 
 
-def edge_sharpness(levels: np.ndarray, laplacian: np.ndarray | None = None) -> float:
+def edge_sharpness(histogram: np.ndarray, laplacian: np.ndarray) -> float:
     """How abrupt the strongest edges are, whatever the contrast: the 99th percentile of the
-    Laplacian's magnitude over the tonal range (1st to 99th percentile) of a grey image (uint8).
-    A sharp step gives about 1; blur spreads an edge over more pixels and lowers it (a Gaussian blur
-    of radius 2 px on the working copy gives about 0.05); a dark or washed-out copy keeps its value
-    down to a range of ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side.
-    ``laplacian`` is ``_laplacian(levels)`` where the caller already has it."""
-    if min(levels.shape) < 3:
+    Laplacian's magnitude over the tonal range (1st to 99th percentile) of a grey image, from the
+    histogram of its levels and ``_laplacian_counts`` of it. A sharp step gives about 1; blur
+    spreads an edge over more pixels and lowers it (a Gaussian blur of radius 2 px on the working
+    copy gives about 0.05); a dark or washed-out copy keeps its value down to a range of
+    ``MIN_TONAL_RANGE``. 0 for a single colour or an image under 3 px on a side."""
+    if not laplacian.any():
         return 0.0
-    laplacian = _laplacian(levels) if laplacian is None else laplacian
-    strongest = quantile_levels(np.bincount(np.abs(laplacian).ravel(), minlength=1021), [0.99])[0]
-    low, high = quantile_levels(np.bincount(levels.ravel(), minlength=256), [0.01, 0.99])
+    magnitude = laplacian[_LAPLACIAN_REACH:].copy()  # |value| counted: the negative side folded over
+    magnitude[1:] += laplacian[_LAPLACIAN_REACH - 1 :: -1]
+    strongest = quantile_levels(magnitude, [0.99])[0]
+    low, high = quantile_levels(histogram, [0.01, 0.99])
     return float(strongest / max(high - low, 255.0 * MIN_TONAL_RANGE))
 
 
-def _laplacian(levels: np.ndarray) -> np.ndarray:
-    """The 4-neighbour Laplacian of a grey uint8 image over its interior (int16; empty under 3 px)."""
+def _laplacian_counts(levels: np.ndarray) -> np.ndarray:
+    """How often each value -1020..1020 (index + 1020) of the 4-neighbour Laplacian of a grey
+    uint8 image occurs over its interior (all zero under 3 px on a side). One count gives both
+    the clipped and the absolute Laplacian's histograms."""
     gray = levels.astype(np.int16)
-    return gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1]
+    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1]
+    return np.bincount((laplacian + _LAPLACIAN_REACH).ravel(), minlength=2 * _LAPLACIAN_REACH + 1)
+
+
+def _clipped(laplacian: np.ndarray, limit: int) -> np.ndarray:
+    """``_laplacian_counts`` of the values clipped to -limit..limit - 1."""
+    clipped = laplacian[_LAPLACIAN_REACH - limit : _LAPLACIAN_REACH + limit].copy()
+    clipped[0] += laplacian[: _LAPLACIAN_REACH - limit].sum()
+    clipped[-1] += laplacian[_LAPLACIAN_REACH + limit :].sum()
+    return clipped
+
+
+def _colorfulness(rgb: np.ndarray) -> float:
+    """Hasler and Süsstrunk's colourfulness, in 0..~1: the spread and the mean of the opponent
+    colours rg = r - g and yb = (r + g) / 2 - b, counted as integer histograms."""
+    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    # In 0..255 units, yb kept doubled to stay integral; offsets make every value a count index.
+    rg_mean, rg_std = _histogram_moments(np.bincount((red - green + 255).ravel(), minlength=511), 1.0)
+    yb_mean, yb_std = _histogram_moments(np.bincount((red + green - 2 * blue + 510).ravel(), minlength=1021), 1.0)
+    colorfulness = np.hypot(rg_std, yb_std / 2) + 0.3 * np.hypot(rg_mean - 255, (yb_mean - 510) / 2)
+    return float(colorfulness / 255)
 
 
 def _histogram_moments(counts: np.ndarray, step: float) -> tuple[float, float]:
