@@ -63,8 +63,9 @@ def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | 
     decoded = decode(data, limits)
     working = decoded.image
     pixels = transform.pixels(working) if transform is not None else None
-    phash = phash_hex(working)
-    content = content_of(working, decoded.width, decoded.height, phash)
+    grey = working.convert("L")  # one grey copy for the hashes and the stats: they all read grey levels
+    phash = phash_hex(grey)
+    content = content_of(grey, decoded.width, decoded.height, phash)
     return PreparedImage(
         width=decoded.width,
         height=decoded.height,
@@ -73,7 +74,7 @@ def prepare_image(data: bytes, limits: ImageLimits, transform: ImageTransform | 
         content_phash=content.phash,
         content_size=(content.width, content.height),
         pixel_sha256=pixel_sha256(working),
-        quality=image_stats(working),
+        quality=image_stats(working, grey),
         thumbnail=thumbnail_bytes(decoded),
         seconds=perf_counter() - started,
         pixels=pixels,

@@ -14,16 +14,17 @@ import pandas as pd
 from PIL import Image
 
 
-def image_stats(image: Image.Image) -> dict[str, float]:
+def image_stats(image: Image.Image, grey: Image.Image | None = None) -> dict[str, float]:
     """Brightness (mean and the 10th / 90th percentiles), contrast, sharpness (variance of the
     Laplacian), edge sharpness, entropy and colourfulness of an RGB image; all finite, for any size
     from 1x1 up. The checks read the percentiles, edge sharpness, entropy and colourfulness; the
     mean, contrast and Laplacian variance describe the image (and older payloads hold them).
 
     Everything is counted on the 8-bit pixels (histograms of integer values, no float copy of the
-    image): this runs once per ingested file, in the ingest's CPU budget."""
+    image): this runs once per ingested file, in the ingest's CPU budget. ``grey`` is
+    ``image.convert("L")`` where the caller has it."""
     rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    levels = np.asarray(image.convert("L"))
+    levels = np.asarray(grey if grey is not None else image.convert("L"))
     histogram = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
     brightness, contrast = _histogram_moments(histogram, 1 / 255)
     laplacian = _laplacian_counts(levels)
