@@ -117,9 +117,8 @@ def content_of(
     image: Image.Image, width: int | None = None, height: int | None = None, phash: str | None = None
 ) -> Content:
     """``content_box`` of a working copy ``image`` (or of its grey copy: the same result) of a
-    ``width`` x ``height`` original. ``phash``
-    is ``phash_hex(image)`` where the caller has it: a picture without borders then costs no
-    second pHash."""
+    ``width`` x ``height`` original. ``phash`` is ``phash_hex(image)`` where the caller has it: a
+    picture without borders then costs no second pHash."""
     box = content_box(image)
     whole = box == (0, 0, *image.size)
     width, height = width or image.width, height or image.height

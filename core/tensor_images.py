@@ -2,8 +2,9 @@
 
 Their antialiased bilinear and bicubic kernels for uint8 give the pixels Pillow gives to within two
 grey levels (rounding, mostly by one, either way), in a third to a fifth of its time: Pillow's
-resampling has no SIMD path, torch's has. For pixels where that rounding does not matter (the model's input, a
-thumbnail), never for the working copy, whose exact pixels define the pixel hash older records hold.
+resampling has no SIMD path, torch's has. For pixels where that rounding does not matter (the
+model's input, a thumbnail), never for the working copy, whose exact pixels define the pixel hash
+that older records hold.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def size_of(image: Image.Image | torch.Tensor) -> tuple[int, int]:
 
 
 def shrink(image: Image.Image, size: tuple[int, int], resample: InterpolationMode) -> Image.Image:
-    """``image`` resized to ``size`` (width, height), antialiased as Pillow does."""
+    """``image`` reduced to ``size`` (width, height), antialiased as Pillow does. For shrinking:
+    enlarged, the two libraries' pixels differ more (see ``core.embed.transform``)."""
     if size == image.size:
         return image
     width, height = size
