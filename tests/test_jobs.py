@@ -139,6 +139,8 @@ import sys, threading, time
 from pathlib import Path
 from core.jobs import JobRunner
 
+halfway = threading.Event()
+
 def run(job):
     job.progress(0, 10, "working")
     for i in range(10):
@@ -146,13 +148,15 @@ def run(job):
         job.progress(i + 1)
         if i == 3:
             job.flush()
-            print("ready", flush=True)
+            halfway.set()
             threading.Event().wait()
 
 runner = JobRunner(Path(sys.argv[1]), poll_s=0.05)
 job = runner.submit("alice", "test", "Killed midway", run)
 (Path(sys.argv[1]) / "inputs-of").write_text(job.id)
 runner.files.inputs("alice", job.id).mkdir()
+halfway.wait()  # "ready" once the job is halfway and its files are written, whichever comes last
+print("ready", flush=True)
 threading.Event().wait()
 """
 
