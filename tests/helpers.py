@@ -98,6 +98,10 @@ def _weed_command(data: Path, config: Path, sock_dir: str, ports: list[int]) -> 
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
         "-admin.ui=false", f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}",
         f"-s3.localSocket={sock_dir}/s3.sock", f"-filer.localSocket={sock_dir}/filer.sock",
+        # Each bucket takes a volume of its own, and left to itself weed allows free disk / 1 GB
+        # of them: with under 20 GB free the suite's buckets ran out ("no free volumes left").
+        # Small volumes, a fixed count: test objects are a few MB in all.
+        "-master.volumeSizeLimitMB=64", "-volume.max=500",
     ]  # fmt: skip
 
 
