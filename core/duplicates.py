@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 from core.collection import Collection, load_collection
 from core.graph import NeighbourGraph
 from core.hamming import hamming_pairs
+from core.images import scaled_size
 from core.quality import STAT_COLUMNS, run_checks
 from core.reviews import not_duplicate_pairs
 from core.services import AnalysisServices, Services
@@ -599,7 +600,7 @@ def same_scale(pictures: list[Image.Image], sizes: list[tuple[int, int]], side: 
     canvas_size = (round(max(w for w, _ in sizes) * scale), round(max(h for _, h in sizes) * scale))
     canvases = []
     for picture, (width, height) in zip(pictures, sizes, strict=True):
-        shown = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+        shown = picture.resize(scaled_size(width, height, scale), Image.Resampling.LANCZOS)
         canvas = Image.new("RGB", canvas_size, _CANVAS)
         canvas.paste(shown, ((canvas_size[0] - shown.width) // 2, (canvas_size[1] - shown.height) // 2))
         canvases.append(canvas)

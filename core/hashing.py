@@ -11,6 +11,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from core.images import scaled_size
+
 PHASH_BITS = 64
 #: Side of the grey copy the content box is looked for on.
 _BOX_SIDE = 128
@@ -45,7 +47,7 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int]:
     blurred border). A box smaller than ``_MIN_BOX_SHARE`` of either side is not trusted (a mostly
     flat picture)."""
     scale = min(1.0, _BOX_SIDE / max(image.size))
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = scaled_size(*image.size, scale)
     levels = image if image.mode == "L" else image.convert("L")
     grey = np.asarray(levels.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
     h, w = grey.shape

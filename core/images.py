@@ -141,6 +141,11 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
     return DecodedImage(image=working, width=width, height=height, format=fmt)
 
 
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) times ``scale``, rounded, never under one pixel a side."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def check_pixels(width: int, height: int, frames: int = 1, limits: ImageLimits = ImageLimits()) -> None:
     """Reject images whose pixels, counted over all frames, exceed the limit; an image of exactly
     ``limits.max_pixels`` is accepted."""
@@ -178,8 +183,7 @@ def thumbnail_bytes(decoded: DecodedImage, side: int = THUMBNAIL_SIDE, encoding:
     from core.tensor_images import InterpolationMode, shrink  # torch, only where thumbnails are made
 
     image = decoded.image
-    scale = min(1.0, side / max(image.size))
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = scaled_size(*image.size, min(1.0, side / max(image.size)))
     # Bilinear: the working copy is at most a third larger than the thumbnail, where it looks as
     # bicubic does. On a tensor: 0.25 ms against Pillow's 0.6 (this runs for every ingested file).
     thumb = shrink(image, size, InterpolationMode.BILINEAR)
@@ -245,8 +249,7 @@ def _reduce(image: Image.Image, shortest_side: int, longest_side: int) -> Image.
     scale = min(shortest_side / min(width, height), longest_side / max(width, height))
     if scale >= 1:
         return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return image.resize(scaled_size(width, height, scale), Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _resizable(image: Image.Image) -> Image.Image:

@@ -39,7 +39,7 @@ from core.layouts import IngestOptions, apply_options
 from core.prepare import PreparedImage, PreparePool, prepare_or_reason
 from core.records import Occurrence, add_occurrences, derived, occurrence, occurrence_names
 from core.sources import IngestItem, InputSkipped
-from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, image_key, thumbnail_key
+from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user, object_keys
 from core.storage.breaker import Breaker
 
 log = logging.getLogger(__name__)
@@ -498,11 +498,7 @@ class Ingestor:
                 self.disk_guard.check(need=sum(len(c.data) + len(c.thumbnail) for c, _ in batch))
             if self._journal:
                 self._journal.intend(
-                    Intent(
-                        user,
-                        c.image_id,
-                        (image_key(user, c.image_id, c.decoded.extension), thumbnail_key(user, c.image_id)),
-                    )
+                    Intent(user, c.image_id, object_keys(user, c.image_id, c.decoded.extension))
                     for c, _ in batch
                     if c.decoded
                 )
@@ -604,8 +600,7 @@ class Ingestor:
 
     def _store_objects(self, user: str, candidate: Candidate) -> None:
         assert candidate.decoded is not None
-        original = image_key(user, candidate.image_id, candidate.decoded.extension)
-        thumb = thumbnail_key(user, candidate.image_id)
+        original, thumb = object_keys(user, candidate.image_id, candidate.decoded.extension)
         with metrics.timed(metrics.IMAGE_PROCESSING, stage="store"):
             candidate.keys.append(original)
             self.store.put(original, candidate.data, candidate.decoded.mime_type)

@@ -70,7 +70,7 @@ from core.prepare import PreparedImage, PreparePool, prepare_or_reason, run_belo
 from core.services import Services
 from core.settings import Settings
 from core.sources import IngestItem
-from core.storage import ObjectStore, image_key, open_store, thumbnail_key
+from core.storage import ObjectStore, object_keys, open_store
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class NodeWriter:
         for outcome in outcomes:
             assert isinstance(outcome.prepared, PreparedImage)
             point = image_id(user, outcome.sha256)
-            keys = (image_key(user, point, outcome.prepared.extension), thumbnail_key(user, point))
-            intents.append(Intent(user, point, keys))
+            intents.append(Intent(user, point, object_keys(user, point, outcome.prepared.extension)))
         ray.get(self.journal.intend.remote(intents))
 
         def put(outcome: NodeOutcome, keys: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ from core.storage.base import (
     StoreUnreachable,
     check_user,
     image_key,
+    object_keys,
     thumbnail_key,
 )
 from core.storage.local import LocalStore
@@ -24,6 +25,7 @@ __all__ = [
     "StoreUnreachable",
     "check_user",
     "image_key",
+    "object_keys",
     "open_store",
     "thumbnail_key",
 ]

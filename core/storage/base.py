@@ -41,6 +41,11 @@ def thumbnail_key(user: str, image_id: str) -> str:
     return f"thumbnails/{check_user(user)}/{image_id}.jpg"
 
 
+def object_keys(user: str, image_id: str, extension: str) -> tuple[str, str]:
+    """A new image's original and thumbnail keys."""
+    return image_key(user, image_id, extension), thumbnail_key(user, image_id)
+
+
 class ObjectStore(ABC):
     """Bytes under string keys. Implementations must be safe to call from several threads."""
 
