@@ -116,9 +116,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+_id_lock = threading.Lock()
+_last_id_micros = 0
+
+
 def new_job_id() -> str:
-    """Sortable by creation time, unique across processes."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """Sortable by creation time to the microsecond (strictly rising within a process), unique across processes."""
+    global _last_id_micros
+    with _id_lock:
+        _last_id_micros = max(time.time_ns() // 1000, _last_id_micros + 1)
+        micros = _last_id_micros
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y%m%dT%H%M%S}{fraction:06d}-{uuid.uuid4().hex[:8]}"
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -121,6 +121,13 @@ def test_users_see_and_cancel_only_their_own_jobs(runner: JobRunner) -> None:
         runner.submit("../bob", "test", "Escape", gated(gate))
 
 
+def test_jobs_are_listed_newest_first_when_many_start_within_a_second(runner: JobRunner, tmp_path: Path) -> None:
+    submitted = [runner.submit("alice", "test", f"Job {n}", lambda job: None).id for n in range(20)]
+    for job_id in submitted:
+        assert runner.wait("alice", job_id, timeout=10).status == "done"
+    assert [job.id for job in JobFiles(tmp_path).list("alice")] == submitted[::-1]
+
+
 def test_one_active_job_per_user_and_key(runner: JobRunner) -> None:
     gate = threading.Event()
     first = runner.submit("alice", "graph", "Graph", gated(gate), key="graph")
