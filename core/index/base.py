@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from core.payload import finite_payload
+from core.storage.base import check_user
+
 #: Namespace for point ids: uuid5(NAMESPACE, "user/sha256"), so the same file for the same user
 #: always maps to the same point and ingesting it twice stores nothing new.
 ID_NAMESPACE = uuid.UUID("6f1d7c55-3f0e-4c55-9a53-7b1f0e4c2d11")
@@ -62,6 +65,25 @@ def record_from(point: Any, with_vectors: bool) -> ImageRecord:
     return ImageRecord(id=str(point.id), payload=dict(point.payload or {}), vector=vector)
 
 
+def point_rows(records: Sequence[ImageRecord], dimension: int) -> list[tuple[str, list[float], dict[str, Any]]]:
+    """Each record as (id, vector as floats, payload fit for storing), once its owner is a valid
+    user name and its vector has ``dimension`` values; raises before anything is written."""
+    rows = []
+    for record in records:
+        check_user(record.payload.get("user", ""))
+        vector = np.asarray(record.vector, dtype=np.float32)
+        if vector.shape != (dimension,):
+            raise VectorIndexError(f"vector of shape {vector.shape}, expected ({dimension},)")
+        rows.append((record.id, vector.tolist(), finite_payload(record.payload)))
+    return rows
+
+
+def check_payload_change(values: Mapping[str, Any]) -> None:
+    """Refuse a payload change that would give an image another owner."""
+    if "user" in values:
+        raise VectorIndexError("the owner of an image cannot be changed")
+
+
 @dataclass(frozen=True)
 class SearchHit:
     id: str
@@ -108,8 +130,8 @@ class VectorIndex(ABC):
         changes = [Change("set_payload", user, (str(i),), values=v) for i, v in values_by_id.items()]
         if not changes:
             return
-        if any("user" in values for values in values_by_id.values()):
-            raise VectorIndexError("the owner of an image cannot be changed")
+        for values in values_by_id.values():
+            check_payload_change(values)
         with ExitStack() as stack:
             for observer in self.__dict__.get("observers", []):
                 stack.enter_context(observer.observe(changes))

@@ -39,6 +39,8 @@ from core.index.base import (
     SearchHit,
     VectorIndex,
     VectorIndexError,
+    check_payload_change,
+    point_rows,
     record_from,
 )
 from core.index.lock import DirectoryLock
@@ -125,15 +127,9 @@ class EdgeIndex(VectorIndex):
     def upsert(self, records: Sequence[ImageRecord]) -> None:
         if not records:
             return
-        rows = []
-        for record in records:
-            check_user(record.payload.get("user", ""))
-            vector = np.asarray(record.vector, dtype=np.float32)
-            if vector.shape != (self.dimension,):
-                raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
-            rows.append((record.id, {VECTOR_NAME: vector.tolist()}, finite_payload(record.payload)))
+        rows = point_rows(records, self.dimension)
         with _prompt_gil_handoffs():
-            points = [Point(*row) for row in rows]
+            points = [Point(point_id, {VECTOR_NAME: vector}, payload) for point_id, vector, payload in rows]
         with self._lock:
             self._disk.check()
             self.shard.update(UpdateOperation.upsert_points(points))
@@ -155,8 +151,7 @@ class EdgeIndex(VectorIndex):
                 self.shard.update(UpdateOperation.delete_points_by_filter(_user_filter(user, ids)))
 
     def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
-        if "user" in values:
-            raise VectorIndexError("the owner of an image cannot be changed")
+        check_payload_change(values)
         if ids:
             with self._lock:
                 self._disk.check()

@@ -23,6 +23,8 @@ from core.index.base import (
     SearchHit,
     VectorIndex,
     VectorIndexError,
+    check_payload_change,
+    point_rows,
     record_from,
 )
 from core.payload import finite_payload
@@ -113,17 +115,10 @@ class ServerIndex(VectorIndex):
     def upsert(self, records: Sequence[ImageRecord]) -> None:
         if not records:
             return
-        points = []
-        for record in records:
-            check_user(record.payload.get("user", ""))
-            vector = np.asarray(record.vector, dtype=np.float32)
-            if vector.shape != (self.dimension,):
-                raise VectorIndexError(f"vector of shape {vector.shape}, expected ({self.dimension},)")
-            points.append(
-                models.PointStruct(
-                    id=record.id, vector={VECTOR_NAME: vector.tolist()}, payload=finite_payload(record.payload)
-                )
-            )
+        points = [
+            models.PointStruct(id=point_id, vector={VECTOR_NAME: vector}, payload=payload)
+            for point_id, vector, payload in point_rows(records, self.dimension)
+        ]
         self._call("upsert", points=points, wait=True)
 
     def ids_in_other_collections(self, user: str, ids: Sequence[str]) -> set[str]:
@@ -158,8 +153,7 @@ class ServerIndex(VectorIndex):
             self._call("delete", points_selector=models.FilterSelector(filter=_user_filter(user, ids)), wait=True)
 
     def set_payload(self, user: str, ids: Sequence[str], values: dict[str, Any]) -> None:
-        if "user" in values:
-            raise VectorIndexError("the owner of an image cannot be changed")
+        check_payload_change(values)
         if ids:
             self._call(
                 "set_payload",
