@@ -9,10 +9,8 @@ removal) revokes every session of that user, in every process that reads the fil
 from __future__ import annotations
 
 import functools
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from typing import Any
 import bcrypt
 import yaml
 
+from core.files import replace_file
 from core.storage.base import check_user
 
 USERS_FILE = "users.yaml"
@@ -89,17 +88,7 @@ def check_password_strength(password: str) -> None:
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text, private=True)
 
 
 def cookie_key(data_dir: Path, configured: str | None = None) -> str:

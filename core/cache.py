@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from core.files import replace_file
 
 KEEP_PER_KIND = 8
 
@@ -33,10 +33,7 @@ class ResultCache:
                 path.unlink(missing_ok=True)
         result = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        os.close(fd)
-        result.to_pickle(tmp)
-        os.replace(tmp, path)
+        replace_file(path, result.to_pickle, private=True, durable=False)  # recomputed if lost
         self._prune(path.parent, kind)
         return result
 

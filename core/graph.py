@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from core.files import replace_file
 from core.neighbors import drop_self, knn
 from core.storage.base import check_user
 
@@ -358,6 +358,4 @@ class GraphStore:
             "changed": graph.changed,
             "count": len(graph),
         }
-        tmp = folder / f".meta-{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, folder / "meta.json")
+        replace_file(folder / "meta.json", json.dumps(meta), durable=False)

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from core.files import replace_file
 from core.index.lock import pid_alive
 from core.storage.base import check_user
 
@@ -131,9 +132,7 @@ def new_job_id() -> str:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(data), durable=False)  # rewritten often; a lost update is redone
 
 
 def _fresh(beat: Mapping[str, Any], max_age: float) -> bool:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from core.files import replace_file
 from core.index import ImageRecord, VectorIndex
 from core.journal import remove_keys
 from core.storage import ObjectStore, StorageError, StoreUnreachable, check_user
@@ -225,8 +224,8 @@ class Trash:
             "collection": self.index.collection,
             "items": [{"id": r.id, "payload": r.payload} for r in records],
         }
-        _atomic_write(folder / f"{batch}.npy", lambda handle: np.save(handle, vectors))
-        _atomic_write(folder / f"{batch}.json", lambda handle: handle.write(json.dumps(meta).encode()))
+        replace_file(folder / f"{batch}.npy", lambda handle: np.save(handle, vectors), private=True)
+        replace_file(folder / f"{batch}.json", json.dumps(meta), private=True)
 
     def _rewrite(self, folder: Path, batch: str, deleted_at: datetime, remaining: list[ImageRecord]) -> None:
         if remaining:
@@ -234,20 +233,6 @@ class Trash:
             return
         (folder / f"{batch}.json").unlink(missing_ok=True)  # first: the batch is gone from here on
         (folder / f"{batch}.npy").unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` through a synced temporary file, so readers see the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def trash_root(data_dir: Path) -> Path:

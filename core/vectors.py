@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.files import replace_file
 from core.index.base import Change, IndexObserver, VectorIndex
 from core.storage.base import check_user
 
@@ -148,7 +149,7 @@ class VectorCache(IndexObserver):
         folder.mkdir(exist_ok=True)
         seq = self._last_seq(self._folder(user)) + 1
         entries = [_entry(change) for change in changes]
-        _atomic_write(folder / f"{seq:012d}.pkl", pickle.dumps(entries, protocol=5))
+        replace_file(folder / f"{seq:012d}.pkl", pickle.dumps(entries, protocol=5))
 
     def _last_seq(self, folder: Path) -> int:
         logs = [int(p.stem) for p in (folder / "log").glob("*.pkl")] if (folder / "log").is_dir() else []
@@ -306,7 +307,7 @@ class VectorCache(IndexObserver):
         meta = {"format": FORMAT, "seq": seq, "count": len(table), "dimension": self.dimension, "epoch": epoch}
         (target / "meta.json").write_text(json.dumps({**meta, "json_columns": json_columns}))
         _fsync_tree(target)
-        _atomic_write(folder / "current", target.name.encode())
+        replace_file(folder / "current", target.name)
         for stale in folder.glob("base-*"):
             if stale != target:
                 shutil.rmtree(stale, ignore_errors=True)
@@ -372,15 +373,6 @@ def _holds_containers(column: pd.Series) -> bool:
 
 def _new_epoch() -> str:
     return uuid.uuid4().hex
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_tree(folder: Path) -> None:
