@@ -99,9 +99,12 @@ def peak_memory(every_s: float = 1.0) -> Iterator[list[float]]:
     0.2 s took 15 % of a core from the pipeline it measures (2 cores: about 8 points of its rate)."""
     box, stop = [0.0], threading.Event()
 
+    def measure() -> None:
+        box[0] = max(box[0], sum(_pss_kb(pid) for pid in _tree(os.getpid())) / 1024)
+
     def sample() -> None:
         while not stop.wait(every_s):
-            box[0] = max(box[0], sum(_pss_kb(pid) for pid in _tree(os.getpid())) / 1024)
+            measure()
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -110,6 +113,7 @@ def peak_memory(every_s: float = 1.0) -> Iterator[list[float]]:
     finally:
         stop.set()
         thread.join()
+        measure()  # once more at the end: a run shorter than ``every_s`` still has a figure
 
 
 def end_to_end(
