@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
     sys.path.insert(0, str(ROOT))
 
-from helpers import WEED, S3Server, running_weed, silent_server  # noqa: E402
+from helpers import RUNNING_APP_LOGS, WEED, S3Server, running_weed, silent_server  # noqa: E402
 
 from core.embed import Embedder, load_embedder  # noqa: E402
 from core.index.edge import EdgeIndex  # noqa: E402
@@ -105,3 +105,17 @@ def silent_port() -> Iterator[int]:
     """A loopback port that accepts connections and never answers (a hung server)."""
     with silent_server() as port:
         yield port
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A test that fails while a real app runs reports the end of that app's log (a page that
+    stopped answering says why there, not in the browser's timeout)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for log in RUNNING_APP_LOGS:
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log file)"
+            report.sections.append((f"app log {log} (last 4,000 characters)", tail))
+    for log in [log for log, running in RUNNING_APP_LOGS.items() if not running]:
+        del RUNNING_APP_LOGS[log]

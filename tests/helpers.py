@@ -407,6 +407,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: Logs of the apps ``running_app`` has up (True), or stopped by a test's failure (False, until
+#: that test is reported): a failing test's report ends with their last lines (conftest.py).
+RUNNING_APP_LOGS: dict[Path, bool] = {}
+
+
 @contextlib.contextmanager
 def running_app(log_path: Path, env: dict[str, str], timeout: float = 90) -> Iterator[str]:
     """A real ``streamlit run app/main.py`` on a free loopback port; yields its URL, stops it after.
@@ -433,7 +438,13 @@ def running_app(log_path: Path, env: dict[str, str], timeout: float = 90) -> Ite
                 time.sleep(0.5)
         else:
             raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
-        yield url
+        RUNNING_APP_LOGS[log_path] = True
+        try:
+            yield url
+        except BaseException:
+            RUNNING_APP_LOGS[log_path] = False
+            raise
+        RUNNING_APP_LOGS.pop(log_path, None)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
