@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from core.files import replace_file
 from core.storage.base import ObjectNotFound, ObjectStore, StorageError
 
 
@@ -36,19 +35,12 @@ class LocalStore(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._file(key)
-        folder = os.path.dirname(path)
-        temp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
         try:
             try:
-                _write_new(temp, data)
+                replace_file(path, data, private=True, durable=False)
             except FileNotFoundError:  # the key's folder does not exist yet
-                os.makedirs(folder, exist_ok=True)
-                _write_new(temp, data)
-            try:
-                os.replace(temp, path)
-            except BaseException:
-                _remove(temp)
-                raise
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                replace_file(path, data, private=True, durable=False)
         except OSError as exc:
             raise StorageError(f"could not write {key}: {exc.strerror or exc}") from exc
 
@@ -84,24 +76,3 @@ class LocalStore(ObjectStore):
 
     def describe(self) -> str:
         return f"local directory {self.root}"
-
-
-def _write_new(path: str, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path`` (readable by its owner only, as ``mkstemp`` makes
-    it); a file left half written is removed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-    except BaseException:
-        _remove(path)
-        raise
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
