@@ -16,5 +16,4 @@ st.markdown(
     f"Signed in as **{ui.escape(user)}** ({', '.join(info.get('roles') or ['user'])})"
     + (f" · {ui.escape(info['email'])}" if info.get("email") else "")
 )
-with st.container(border=True):
-    signin.account_section(settings, store)
+signin.account_section(settings, store)  # a form: it draws its own frame
